@@ -1,0 +1,35 @@
+"""Compaction: when the conversation nears the model's window, summarise older turns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lmrepl.clients.base import Message, estimate_tokens
+
+if TYPE_CHECKING:
+    from lmrepl.runner import Trajectory
+
+SUMMARY_REQUEST = (
+    "Summarise the work so far for yourself: what you learned about the context, the "
+    "variables you created and what they hold, and what is left to do. Be brief and exact."
+)
+
+
+def needs_compaction(messages: list[Message], window_tokens: int, threshold_pct: float) -> bool:
+    """True when the messages use more than ``threshold_pct`` of the window."""
+    used = sum(estimate_tokens(m["content"]) for m in messages)
+    return used > window_tokens * threshold_pct
+
+
+def compact_messages(trajectory: Trajectory, messages: list[Message]) -> list[Message]:
+    """Replace every turn after the first user message with a model-written summary."""
+    if len(messages) <= 4:
+        return messages
+    request = [*messages, {"role": "user", "content": SUMMARY_REQUEST}]
+    summary = trajectory.model_call(request, purpose="compaction").text
+    return [
+        messages[0],
+        messages[1],
+        {"role": "assistant", "content": f"Summary of my earlier steps:\n{summary}"},
+        {"role": "user", "content": "Continue from the summary. The REPL state is unchanged."},
+    ]

@@ -1,0 +1,87 @@
+"""What every trajectory of one ``completion()`` shares: settings, clients, events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmrepl.clients.base import ModelClient
+from lmrepl.events import EventBus
+from lmrepl.repl import REPL, make_repl
+
+
+@dataclass
+class EngineSettings:
+    """Validated run settings (built by ``RLM``)."""
+
+    environment: str = "kernel"
+    environment_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_depth: int = 1
+    max_iterations: int = 30
+    child_max_iterations: int | None = None
+    max_errors: int | None = None
+    max_output_chars: int = 20_000
+    max_concurrent_subcalls: int = 8
+    custom_system_prompt: str | None = None
+    child_system_prompt: str | None = None
+    tools: dict[str, Any] = field(default_factory=dict)
+    tool_descriptions: dict[str, str] = field(default_factory=dict)
+    sub_tools: dict[str, Any] = field(default_factory=dict)
+    sub_tool_descriptions: dict[str, str] = field(default_factory=dict)
+    compaction: bool = False
+    compaction_threshold_pct: float = 0.85
+    context_window_tokens: int = 32_768
+    confidence_instruction: str | None = None
+    temperature: float | None = None
+    max_reply_tokens: int | None = None
+
+
+class Engine:
+    """Clients and settings for the trajectories of one ``completion()``."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        root_client: ModelClient,
+        other_clients: list[ModelClient],
+        bus: EventBus,
+        backend: str,
+    ) -> None:
+        self.settings = settings
+        self.root_client = root_client
+        self.other_clients = other_clients
+        self.bus = bus
+        self.backend = backend
+
+    @property
+    def max_depth(self) -> int:
+        """Depth up to which ``rlm_query`` starts child RLMs (deeper: plain calls)."""
+        return self.settings.max_depth
+
+    @property
+    def max_concurrent_subcalls(self) -> int:
+        """Bound on concurrent sub-calls of one batch."""
+        return self.settings.max_concurrent_subcalls
+
+    def all_clients(self) -> list[ModelClient]:
+        """The root client and the other backends' clients."""
+        return [self.root_client, *self.other_clients]
+
+    def subcall_client(self, model: str | None) -> ModelClient:
+        """The client for ``llm_query(..., model=model)``.
+
+        No model: the first of ``other_backends`` if any, else the root model.
+        A named model must match one configured client's ``model_name``.
+        """
+        if model is None:
+            return self.other_clients[0] if self.other_clients else self.root_client
+        for client in self.all_clients():
+            if client.model_name == model:
+                return client
+        known = ", ".join(c.model_name for c in self.all_clients())
+        raise ValueError(f"unknown model {model!r} for a sub-call (configured: {known})")
+
+    def new_repl(self) -> REPL:
+        """A fresh, unstarted REPL of the configured environment."""
+        return make_repl(self.settings.environment, self.settings.environment_kwargs)
+

@@ -1,0 +1,127 @@
+"""What the root model is told: the system prompt, the first user turn, nudges.
+
+Kept short on purpose: a small local model reads prompts at ~100–160 tokens/s.
+The prompt never contains the context itself, only its description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+SYSTEM_PROMPT = """\
+You answer a question about a context that is too long to read directly. The context \
+is stored in the variable `context` inside a Python REPL. Work by writing Python in \
+fenced blocks that start with ```repl and end with ```. You will see each block's \
+printed output (truncated). The value of a block's last bare expression is shown too.
+
+In the REPL you have:
+- `context`: the data (also `context_0`, `context_1`, … when there are several)
+- `llm_query(prompt, model=None) -> str`: ask a language model about a piece of text
+- `llm_query_batched(prompts, model=None) -> list[str]`: many prompts at once, in order
+- `rlm_query(prompt, model=None) -> str`: hand a sub-task to a helper that has its own REPL
+- `rlm_query_batched(prompts, model=None) -> list[str]`: many sub-tasks at once
+- `SHOW_VARS()`: the variables you created
+{tools}
+Look at the context in pieces (len, slices, str.find, re, splitlines) and use \
+`llm_query` on chunks that need reading. Keep variables for intermediate results. \
+When you know the answer, submit it in a ```repl block with `FINAL(value)` \
+(or `FINAL_VAR("variable_name")`, or set answer["content"] = value and \
+answer["ready"] = True). Do not invent data: compute the answer from `context`.
+"""
+
+CHILD_SYSTEM_PROMPT = """\
+You are a helper working on one sub-task. The sub-task text is in the variable \
+`context` of a Python REPL. Write Python in ```repl blocks; you see their output. \
+`llm_query(prompt)` asks a language model. When done, call FINAL(value) in a ```repl \
+block with your result.
+"""
+
+NO_CODE_NUDGE = (
+    "Your reply had no ```repl code block. Write Python in a ```repl block to inspect "
+    "`context`, or submit with FINAL(value) inside a ```repl block."
+)
+
+FINAL_REQUEST = (
+    "You have used all your steps. Reply now with only your final answer on the last "
+    "line as FINAL(your answer). Do not write more code."
+)
+
+
+def describe_context(contexts: list[Any]) -> str:
+    """Type, total size and piece sizes of the context(s) — never their contents."""
+    parts = []
+    for i, ctx in enumerate(contexts):
+        name = "context" if len(contexts) == 1 else f"context_{i}"
+        parts.append(f"`{name}`: {_describe(ctx)}")
+    return "\n".join(parts)
+
+
+def _describe(ctx: Any) -> str:
+    if isinstance(ctx, str):
+        lines = ctx.count("\n") + (1 if ctx else 0)
+        return f"str of {len(ctx):,} characters ({lines:,} lines)"
+    if isinstance(ctx, bytes):
+        return f"bytes of {len(ctx):,} bytes"
+    if isinstance(ctx, Mapping):
+        keys = list(ctx.keys())
+        shown = ", ".join(repr(k) for k in keys[:10]) + (", …" if len(keys) > 10 else "")
+        sizes = [len(v) if isinstance(v, (str, bytes, list, dict)) else None for v in ctx.values()]
+        total = sum(s for s in sizes if s is not None)
+        return f"dict with {len(keys):,} keys ({shown}); total value size {total:,}"
+    if isinstance(ctx, (list, tuple)):
+        sizes = [len(x) if isinstance(x, (str, bytes, list, dict)) else None for x in ctx]
+        known = [s for s in sizes if s is not None]
+        head = ", ".join(str(s) for s in known[:10]) + (", …" if len(known) > 10 else "")
+        kind = type(ctx).__name__
+        return (
+            f"{kind} of {len(ctx):,} items; total size {sum(known):,}; item sizes: {head or 'n/a'}"
+        )
+    return f"{type(ctx).__name__} object"
+
+
+def tool_lines(descriptions: Mapping[str, str]) -> str:
+    """Lines describing custom tools for the system prompt."""
+    return "".join(f"- `{name}`: {desc}\n" for name, desc in descriptions.items())
+
+
+def build_system_prompt(
+    custom: str | None,
+    tools: Mapping[str, str],
+    *,
+    child: bool = False,
+    confidence_instruction: str | None = None,
+) -> str:
+    """The system prompt: a custom one as given (tools appended), else ours."""
+    if custom is not None:
+        text = custom
+        if tools:
+            text += "\n\nCustom tools in the REPL:\n" + tool_lines(tools)
+    elif child:
+        text = CHILD_SYSTEM_PROMPT + (
+            "Custom tools:\n" + tool_lines(tools) if tools else ""
+        )
+    else:
+        text = SYSTEM_PROMPT.format(tools=tool_lines(tools))
+    if confidence_instruction:
+        text = text.rstrip("\n") + "\n\n" + confidence_instruction
+    return text
+
+
+def first_user_message(question: str, context_info: str, history_turns: int = 0) -> str:
+    """The first user turn: what the context is and the question."""
+    extra = (
+        f"\n`history` holds {history_turns} earlier question/answer turns."
+        if history_turns
+        else ""
+    )
+    return f"Context:\n{context_info}{extra}\n\nQuestion: {question}"
+
+
+def step_feedback(outputs: list[str], question: str, iteration: int, remaining: int) -> str:
+    """The user turn after code ran: outputs, and the question again (small models forget)."""
+    shown = "\n\n".join(
+        f"Output of block {i + 1}:\n{out}" if len(outputs) > 1 else f"Output:\n{out}"
+        for i, out in enumerate(outputs)
+    )
+    return f"{shown}\n\n(Step {iteration} done, {remaining} left.) Question: {question}"

@@ -1,0 +1,362 @@
+"""The kernel-side half of the kernel REPL, shipped to the kernel as source text.
+
+Stdlib-only and self-contained, like ``runtime.py``: the host sends this file's text in
+one execute request and calls ``boot(runtime_source)``, so the kernel needs no lmrepl.
+
+Everything the kernel asks of the host goes through ``Agent.request``: a JSON message
+after ``MARKER`` in an ``input()`` prompt on the Jupyter stdin channel. While it waits,
+the host may answer with an *instruction* (``{"t": "exec"}``): run an operation (a child
+namespace's cell, a context load) and report it with another request. This is how child
+REPLs run while the parent's cell is blocked in ``rlm_query`` and the shell channel is
+deaf. Every request names the call it waits for (``wait``), so a stale reply is ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import ctypes
+import io
+import json
+import linecache
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+import types
+from typing import Any
+
+MARKER = "\x1elmrepl:"
+POLL_MIME = "application/x-lmrepl-poll+json"
+AGENT_FILE = "<lmrepl-agent>"
+RUNTIME_FILE = "<lmrepl-runtime>"
+# The host reads these many characters of a child's stream at most (head and tail kept).
+STREAM_CAP = 1_000_000
+
+
+class _Capture(io.StringIO):
+    """A stream for a child cell's stdout/stderr."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _cap(text: str) -> str:
+    if len(text) <= STREAM_CAP:
+        return text
+    half = STREAM_CAP // 2
+    return f"{text[:half]}\n... [{len(text) - STREAM_CAP} characters dropped] ...\n{text[-half:]}"
+
+
+def _ascii_offset() -> int | None:
+    """Where a compact ASCII str keeps its characters (CPython), verified, or None."""
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        offset = sys.getsizeof("") - 1
+        probe = "lmrepl-probe-" + str(os.getpid())
+        if ctypes.string_at(id(probe) + offset, len(probe)) != probe.encode():
+            return None
+        new = ctypes.pythonapi.PyUnicode_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_ssize_t, ctypes.c_uint32]
+        return offset
+    except Exception:
+        return None
+
+
+def _read_ascii(path: str, size: int, offset: int) -> str:
+    """Read an ASCII file straight into a new str's buffer: one copy of the data in memory."""
+    text: str = ctypes.pythonapi.PyUnicode_New(size, 127)
+    buf = (ctypes.c_char * size).from_address(id(text) + offset)
+    view = memoryview(buf).cast("B")
+    with open(path, "rb", buffering=0) as f:
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                raise EOFError(f"context file ended after {got} of {size} bytes")
+            got += n
+    return text
+
+
+def _child_traceback(exc: BaseException) -> str:
+    """The traceback of a child cell without the agent's own frames."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename not in (AGENT_FILE, RUNTIME_FILE)
+    ]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+class Agent:
+    """Owns the namespaces of one kernel and talks to the host."""
+
+    def __init__(self, shell: Any, runtime: types.ModuleType) -> None:
+        self.shell = shell
+        self.kernel = shell.kernel
+        self.runtime = runtime
+        self.lock = threading.RLock()
+        self.seq = 0
+        self.cell = ""
+        self.result = "null"
+        self.exec_stack: list[str] = []
+        self.chunks: dict[str, bytearray] = {}
+        self.ascii_offset = _ascii_offset()
+        self.runtimes: dict[int, Any] = {0: runtime.install(shell.user_ns, self._host_call(0))}
+        self.cells = 0
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+        shell.events.register("post_run_cell", self._post_run_cell)
+
+    # -- talking to the host ------------------------------------------------------
+    def _host_call(self, ns: int) -> Any:
+        def host_call(fn: str, payload: dict[str, Any]) -> Any:
+            return self.request({"t": "call", "ns": ns, "fn": fn, "payload": payload})
+
+        return host_call
+
+    def request(self, msg: dict[str, Any]) -> Any:
+        """Send ``msg`` to the host and wait for its reply, running instructions meanwhile."""
+        with self.lock:
+            self.seq += 1
+            wait = f"c{self.seq}"
+            try:
+                out = json.dumps({**msg, "id": wait, "wait": wait, "cell": self.cell})
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"host call arguments must be JSON data: {exc}") from None
+            while True:
+                reply = json.loads(self.kernel.raw_input(MARKER + out))
+                if reply.get("t") == "exec":
+                    result = self.run_op(reply.get("op", {}))
+                    out = json.dumps({"t": "done", "id": reply.get("id"), "wait": wait,
+                                      "result": result, "cell": self.cell})
+                    continue
+                if reply.get("id") != wait:
+                    out = json.dumps({"t": "wait", "wait": wait, "cell": self.cell})
+                    continue
+                if reply.get("abort"):
+                    raise KeyboardInterrupt("the host interrupted this cell")
+                if reply.get("ok"):
+                    return reply.get("value")
+                raise RuntimeError(str(reply.get("error", "host call failed")))
+
+    # -- the main namespace's cells ----------------------------------------------
+    def _pre_run_cell(self, info: Any) -> None:
+        parent = self.kernel.get_parent("shell") or {}
+        self.cell = str(parent.get("header", {}).get("msg_id", ""))
+        self.runtimes[0].restore()
+
+    def _post_run_cell(self, result: Any) -> None:
+        from IPython.display import publish_display_data
+
+        publish_display_data({POLL_MIME: self.runtimes[0].poll()})
+
+    # -- operations (from the shell channel or from instructions) ---------------------
+    def shell_op(self, spec: str) -> None:
+        """Run the operation ``spec`` (JSON) sent in an execute request; see ``result``."""
+        self.result = json.dumps(self.run_op(json.loads(spec)))
+
+    def run_op(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Run one operation; never raises (the error goes back as text)."""
+        try:
+            handler = getattr(self, "op_" + str(op.get("op")), None)
+            if handler is None:
+                return {"ok": False, "error": f"unknown operation {op.get('op')!r}"}
+            return {"ok": True, "value": handler(op)}
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    def _rt(self, op: dict[str, Any]) -> Any:
+        ns = int(op.get("ns", 0))
+        if ns not in self.runtimes:
+            raise KeyError(f"no namespace {ns} in this kernel")
+        return self.runtimes[ns]
+
+    def op_config(self, op: dict[str, Any]) -> dict[str, Any]:
+        os.environ.update({str(k): str(v) for k, v in (op.get("env") or {}).items()})
+        limit = op.get("memory_limit_mb")
+        if limit is not None:
+            import resource
+
+            vsize = _vsize()
+            want = int(limit) * 1024 * 1024
+            if vsize is not None and want <= vsize:
+                raise ValueError(
+                    f"memory_limit_mb={limit} is below the kernel's own virtual size "
+                    f"({vsize // 2**20} MB); RLIMIT_AS caps all virtual memory"
+                )
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                want = min(want, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+        return {"pid": os.getpid()}
+
+    def op_new_ns(self, op: dict[str, Any]) -> int:
+        ns_id = int(op["ns"])
+        ns: dict[str, Any] = {"__name__": f"__lmrepl_child_{ns_id}__", "__builtins__": builtins}
+        self.runtimes[ns_id] = self.runtime.install(ns, self._host_call(ns_id))
+        return ns_id
+
+    def op_drop_ns(self, op: dict[str, Any]) -> None:
+        if int(op["ns"]) != 0:
+            self.runtimes.pop(int(op["ns"]), None)
+
+    def op_ctx_file(self, op: dict[str, Any]) -> int:
+        path, kind, size = str(op["path"]), str(op["kind"]), int(op["size"])
+        try:
+            value: Any
+            if kind == "ascii" and self.ascii_offset is not None and size >= 65536:
+                value = _read_ascii(path, size, self.ascii_offset)
+            else:
+                with open(path, "rb") as f:
+                    data = f.read()
+                value = _decode(data, kind)
+                del data
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return int(self._rt(op).add_context(value))
+
+    def op_ctx_chunk(self, op: dict[str, Any]) -> None:
+        self.chunks.setdefault(str(op["key"]), bytearray()).extend(base64.b64decode(op["data"]))
+
+    def op_ctx_end(self, op: dict[str, Any]) -> int:
+        data = self.chunks.pop(str(op["key"]), bytearray())
+        value = _decode(data, str(op["kind"]))
+        del data
+        return int(self._rt(op).add_context(value))
+
+    def op_tools(self, op: dict[str, Any]) -> None:
+        values = pickle.loads(base64.b64decode(op["values"])) if op.get("values") else {}
+        self._rt(op).set_tools(values, list(op.get("proxied", [])))
+
+    def op_history(self, op: dict[str, Any]) -> None:
+        self._rt(op).set_history(list(op.get("history", [])))
+
+    def op_reset(self, op: dict[str, Any]) -> None:
+        self._rt(op).reset_submission()
+
+    def op_vars(self, op: dict[str, Any]) -> dict[str, str]:
+        return dict(self._rt(op).user_variables())
+
+    def op_poll(self, op: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._rt(op).poll())
+
+    def op_cell(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Run a child namespace's cell: output captured, last expression echoed."""
+        rt = self._rt(op)
+        self.cells += 1
+        filename = f"<child {int(op.get('ns', 0))} cell {self.cells}>"
+        code = str(op.get("code", ""))
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        rt.restore()
+        out, err = _Capture(), _Capture()
+        saved = sys.stdout, sys.stderr
+        status, display, error = "ok", None, None
+        timer = _Timer(self, filename, op.get("timeout"))
+        self.exec_stack.append(filename)
+        sys.stdout, sys.stderr = out, err
+        try:
+            timer.start()
+            tree = ast.parse(code, filename)
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = ast.Expression(tree.body.pop().value)
+            exec(compile(tree, filename, "exec"), rt.ns)
+            if last is not None:
+                value = eval(compile(last, filename, "eval"), rt.ns)
+                if value is not None:
+                    display = repr(value)
+        except KeyboardInterrupt as exc:
+            if not timer.fired:
+                raise
+            status, error = "timeout", _child_traceback(exc)
+        except BaseException as exc:
+            status, error = "error", _child_traceback(exc)
+        finally:
+            timer.cancel()
+            self.exec_stack.pop()
+            sys.stdout, sys.stderr = saved
+        return {
+            "stdout": _cap(out.getvalue()),
+            "stderr": _cap(err.getvalue()),
+            "display": None if display is None else _cap(display),
+            "error": error,
+            "status": status,
+            **rt.poll(),
+        }
+
+
+class _Timer:
+    """A child cell's timeout: SIGINT to the main thread while that cell is innermost.
+
+    A nested child (one running inside this cell's host call) is never interrupted for
+    this cell's timeout; the signal waits until the nested one has returned.
+    """
+
+    def __init__(self, agent: Agent, name: str, timeout: Any) -> None:
+        self.agent, self.name, self.fired = agent, name, False
+        self.timeout = float(timeout) if timeout is not None else None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        if self.timeout is not None:
+            self.thread.start()
+
+    def _run(self) -> None:
+        if self.timeout is None or self.stop.wait(self.timeout):
+            return
+        while not self.stop.is_set():
+            stack = self.agent.exec_stack
+            if stack and stack[-1] == self.name:
+                self.fired = True
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                if self.stop.wait(1.0):
+                    return
+            elif self.stop.wait(0.05):
+                return
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+
+def _decode(data: bytes | bytearray, kind: str) -> Any:
+    if kind in ("ascii", "utf8"):
+        return data.decode("utf-8")
+    if kind == "bytes":
+        return bytes(data)
+    return pickle.loads(data)
+
+
+def _vsize() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def boot(runtime_source: str) -> Agent:
+    """Install the runtime into the user namespace and register the agent module."""
+    shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - an IPython builtin
+    shell.run_line_magic("xmode", "Plain")
+    shell.colors = "nocolor"
+    runtime = types.ModuleType("lmrepl_runtime")
+    sys.modules["lmrepl_runtime"] = runtime
+    exec(compile(runtime_source, RUNTIME_FILE, "exec"), runtime.__dict__)
+    agent = Agent(shell, runtime)
+    module = sys.modules[__name__]
+    module.agent = agent  # type: ignore[attr-defined]
+    return agent

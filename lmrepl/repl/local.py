@@ -1,0 +1,175 @@
+"""The in-process REPL: ``exec`` with notebook semantics and soft timeouts.
+
+Fast and dependency-free, for tests and trusted code. Model code shares the host
+process, so a timeout can only ask the cell's thread to stop (an asynchronous
+exception at the next bytecode); a C-level loop keeps running in the background.
+Use the kernel REPL for hard limits.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import pickle
+import threading
+import time
+from typing import Any
+
+from lmrepl.errors import ContextError
+from lmrepl.repl.base import REPL, CellResult, HostBridge
+from lmrepl.repl.capture import capture_output
+from lmrepl.repl.runtime import Runtime, install
+from lmrepl.repl.tracebacks import CELL_FILENAME, format_cell_exception
+
+LOCAL_ENVIRONMENT_KWARGS = frozenset({"cell_timeout", "max_output_chars"})
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell's thread when its time is up (BaseException: not swallowed by
+    a bare ``except Exception`` in model code)."""
+
+
+def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    ident = thread.ident
+    if ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+
+
+def ship_context(value: Any) -> Any:
+    """A private copy of ``value`` for one REPL (immutable values are shared as they are)."""
+    if isinstance(value, (str, bytes, int, float, bool, type(None))):
+        return value
+    try:
+        return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:
+        raise ContextError(
+            f"context of type {type(value).__name__} cannot be serialised for the REPL: {exc}"
+        ) from exc
+
+
+class LocalREPL(REPL):
+    """Runs model code with ``exec`` in this process, one namespace per REPL."""
+
+    name = "local"
+
+    def __init__(self, cell_timeout: float | None = 60.0, max_output_chars: int | None = None):
+        if cell_timeout is not None and cell_timeout <= 0:
+            raise ValueError("cell_timeout must be a positive number of seconds or None")
+        self.cell_timeout = cell_timeout
+        self.max_output_chars = max_output_chars
+        self.ns: dict[str, Any] = {"__builtins__": builtins, "__name__": "__lmrepl__"}
+        self._runtime: Runtime | None = None
+        self._counter = 0
+        self._closed = False
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime that owns the protected names (after ``start``)."""
+        if self._runtime is None:
+            raise RuntimeError("the REPL was not started")
+        return self._runtime
+
+    def start(self, bridge: HostBridge) -> None:
+        """Install the REPL names; host calls go straight to ``bridge``."""
+        self._runtime = install(self.ns, bridge.call)
+
+    def add_context(self, value: Any) -> int:
+        """Load a private copy of ``value`` as the next ``context_N``."""
+        return self.runtime.add_context(ship_context(value))
+
+    def set_tools(self, tools: dict[str, Any]) -> None:
+        """Bind custom tools (callables run in-process, as they are)."""
+        self.runtime.set_tools(dict(tools), [])
+
+    def set_history(self, history: list[dict[str, Any]]) -> None:
+        """Bind ``history``."""
+        self.runtime.set_history(history)
+
+    def reset_submission(self) -> None:
+        """Clear a submitted answer."""
+        self.runtime.reset_submission()
+
+    def user_variables(self) -> dict[str, str]:
+        """The variables model code created."""
+        return self.runtime.user_variables()
+
+    def make_child(self) -> REPL | None:
+        """Children get a fresh in-process REPL (cheap)."""
+        return None
+
+    def execute(self, code: str, timeout: float | None = None) -> CellResult:
+        """Run ``code``; ``timeout`` (or ``cell_timeout``) is soft, see the module doc."""
+        if self._closed:
+            raise RuntimeError("the REPL is closed")
+        limit = timeout if timeout is not None else self.cell_timeout
+        self.runtime.restore()
+        self._counter += 1
+        box: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=self._run_cell, args=(code, box), name=f"lmrepl-cell-{self._counter}", daemon=True
+        )
+        started = time.perf_counter()
+        thread.start()
+        thread.join(limit)
+        notice = None
+        status = None
+        if thread.is_alive():
+            _raise_in_thread(thread, CellTimeout)
+            thread.join(1.0)
+            status = "timeout"
+            if thread.is_alive():
+                notice = (
+                    f"The cell exceeded its {limit:g} s time limit and could not be stopped; it "
+                    "keeps running in the background (the local REPL has soft timeouts only)."
+                )
+            else:
+                notice = f"The cell was stopped after its {limit:g} s time limit."
+        result: CellResult = box.get("result") or CellResult()
+        if status is not None:
+            result.status = "timeout"
+            result.notice = notice
+            result.error = None if result.error and "CellTimeout" in result.error else result.error
+        result.duration = time.perf_counter() - started
+        polled = self.runtime.poll()
+        result.submitted = bool(polled["submitted"])
+        result.answer = polled["answer"]
+        result.draft = polled["draft"]
+        return result
+
+    def _run_cell(self, code: str, box: dict[str, Any]) -> None:
+        result = CellResult()
+        box["result"] = result
+        with capture_output() as (out, err):
+            try:
+                display = self._exec(code)
+                if display is not None:
+                    result.display = display
+            except CellTimeout:
+                result.status = "timeout"
+            except BaseException as exc:
+                result.status = "error"
+                result.error = format_cell_exception(exc, code)
+            finally:
+                result.stdout = out.getvalue()
+                result.stderr = err.getvalue()
+
+    def _exec(self, code: str) -> str | None:
+        tree = ast.parse(code, filename=CELL_FILENAME, mode="exec")
+        last: ast.expr | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop().value
+        if tree.body:
+            exec(compile(tree, CELL_FILENAME, "exec"), self.ns)
+        if last is None:
+            return None
+        value = eval(compile(ast.Expression(last), CELL_FILENAME, "eval"), self.ns)
+        if value is None:
+            return None
+        self.ns["_"] = value
+        return repr(value)
+
+    def close(self) -> None:
+        """Drop the namespace."""
+        self._closed = True
+        self.ns.clear()

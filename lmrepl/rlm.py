@@ -1,0 +1,332 @@
+"""``RLM``: the public entry point for one recursive-language-model trajectory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lmrepl import config
+from lmrepl.clients import make_client
+from lmrepl.clients.base import ModelClient
+from lmrepl.engine import Engine, EngineSettings
+from lmrepl.errors import RunStopped
+from lmrepl.events import (
+    Event,
+    EventBus,
+    IterationFinished,
+    IterationStarted,
+    SubcallFinished,
+    SubcallStarted,
+)
+from lmrepl.limits import LimitGuard
+from lmrepl.prompts import describe_context
+from lmrepl.repl.base import REPL
+from lmrepl.runner import Trajectory
+from lmrepl.types import RLMChatCompletion
+from lmrepl.usage import UsageTracker
+
+DEFAULT_QUESTION = "Answer the request or question contained in the context."
+
+
+class RLM:
+    """A Recursive Language Model: ``completion(context, question)`` instead of a prompt.
+
+    The arguments keep lm-repl 0.2.0's names and meanings (SPEC §3); every one is
+    checked here, so a bad value fails now rather than in the middle of a run.
+    """
+
+    def __init__(
+        self,
+        backend: str | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
+        environment: str = "kernel",
+        environment_kwargs: dict[str, Any] | None = None,
+        depth: int = 0,
+        max_depth: int = 1,
+        max_iterations: int = 30,
+        max_budget: float | None = None,
+        max_timeout: float | None = None,
+        max_tokens: int | None = None,
+        max_errors: int | None = None,
+        custom_system_prompt: str | None = None,
+        other_backends: list[str] | None = None,
+        other_backend_kwargs: list[dict[str, Any]] | None = None,
+        logger: Callable[[Event], None] | None = None,
+        verbose: bool = False,
+        persistent: bool = False,
+        custom_tools: dict[str, Any] | None = None,
+        custom_sub_tools: dict[str, Any] | None = None,
+        compaction: bool = False,
+        compaction_threshold_pct: float = 0.85,
+        max_concurrent_subcalls: int = 8,
+        on_subcall_start: Callable[[int, str, str], None] | None = None,
+        on_subcall_complete: Callable[[int, str, float, str | None], None] | None = None,
+        on_iteration_start: Callable[[int, int], None] | None = None,
+        on_iteration_complete: Callable[[int, int, float], None] | None = None,
+        child_max_iterations: int | None = None,
+        child_system_prompt: str | None = None,
+    ) -> None:
+        self.backend = backend if backend is not None else config.default_backend()
+        self.backend_kwargs = dict(backend_kwargs or {})
+        config.check_backend(self.backend, backend_kwargs)
+        self.environment = config.check_environment(environment, environment_kwargs)
+        self.environment_kwargs = dict(environment_kwargs or {})
+        config.require_int("depth", depth, 0)
+        config.require_int("max_depth", max_depth, 0)
+        if depth > max_depth:
+            raise ValueError(f"depth ({depth}) must not exceed max_depth ({max_depth})")
+        config.require_int("max_iterations", max_iterations, 1)
+        config.require_positive("max_budget", max_budget)
+        config.require_positive("max_timeout", max_timeout)
+        config.require_int("max_tokens", max_tokens, 1, optional=True)
+        config.require_int("max_errors", max_errors, 1, optional=True)
+        config.require_text("custom_system_prompt", custom_system_prompt)
+        config.require_text("child_system_prompt", child_system_prompt)
+        config.require_int("child_max_iterations", child_max_iterations, 1, optional=True)
+        config.require_int("max_concurrent_subcalls", max_concurrent_subcalls, 1)
+        if not isinstance(compaction_threshold_pct, (int, float)) or not (
+            0 < compaction_threshold_pct <= 1
+        ):
+            raise ValueError("compaction_threshold_pct must be in (0, 1]")
+        for flag, value in (("verbose", verbose), ("persistent", persistent), ("compaction", compaction)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
+        config.require_callable("logger", logger)
+        callbacks = {
+            "on_subcall_start": on_subcall_start,
+            "on_subcall_complete": on_subcall_complete,
+            "on_iteration_start": on_iteration_start,
+            "on_iteration_complete": on_iteration_complete,
+        }
+        for name, cb in callbacks.items():
+            config.require_callable(name, cb)
+        self.other_backends = config.check_other_backends(other_backends, other_backend_kwargs)
+        self.tools, self.tool_descriptions = config.split_tools("custom_tools", custom_tools)
+        if custom_sub_tools is None:
+            self.sub_tools, self.sub_tool_descriptions = self.tools, self.tool_descriptions
+        else:
+            self.sub_tools, self.sub_tool_descriptions = config.split_tools(
+                "custom_sub_tools", custom_sub_tools
+            )
+        self.depth = depth
+        self.max_depth = max_depth
+        self.max_iterations = max_iterations
+        self.max_budget = max_budget
+        self.max_timeout = max_timeout
+        self.max_tokens = max_tokens
+        self.max_errors = max_errors
+        self.custom_system_prompt = custom_system_prompt
+        self.child_system_prompt = child_system_prompt
+        self.child_max_iterations = child_max_iterations
+        self.max_concurrent_subcalls = max_concurrent_subcalls
+        self.compaction = compaction
+        self.compaction_threshold_pct = float(compaction_threshold_pct)
+        self.logger = logger
+        self.verbose = verbose
+        self.persistent = persistent
+        self._callbacks = callbacks
+        self.bus = EventBus()
+        self._guard: LimitGuard | None = None
+        self._guard_lock = threading.Lock()
+        # Persistent sessions keep one REPL, the contexts and the turns across calls.
+        self._repl: REPL | None = None
+        self._contexts: list[Any] = []
+        self._history: list[dict[str, Any]] = []
+        self._client_cache: tuple[ModelClient, list[ModelClient]] | None = None
+        #: The partial result of the last run that was interrupted or stopped.
+        self.last_partial: RLMChatCompletion | None = None
+
+    # -- public API ---------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Receive every event of every later run; returns an unsubscribe function."""
+        return self.bus.subscribe(fn)
+
+    def cancel(self) -> None:
+        """Cancel the running ``completion()`` (from another thread)."""
+        with self._guard_lock:
+            if self._guard is not None:
+                self._guard.cancel()
+
+    def close(self) -> None:
+        """End a persistent session's REPL and close the model clients."""
+        if self._repl is not None:
+            self._repl.close()
+            self._repl = None
+        with self._guard_lock:
+            cache, self._client_cache = self._client_cache, None
+        if cache is not None:
+            for client in (cache[0], *cache[1]):
+                client.close()
+
+    def __enter__(self) -> RLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
+        """Answer ``root_prompt`` (the question) about ``prompt`` (the context).
+
+        The lm-repl call shape is kept: ``prompt`` is the context (str, bytes, list,
+        dict or any picklable object) and ``root_prompt`` the question.
+        """
+        question = root_prompt if root_prompt is not None else DEFAULT_QUESTION
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("the question (root_prompt) must be a non-empty string")
+        started = time.perf_counter()
+        engine = self._make_engine(temperature=None, confidence_instruction=None)
+        usage = UsageTracker()
+        guard = self._new_guard(usage)
+        unsubscribe = self._attach_consumers()
+        contexts = [*self._contexts, prompt] if self.persistent else [prompt]
+        trajectory = Trajectory(engine, guard=guard, usage=usage, depth=self.depth, repl=self._repl)
+        try:
+            result = trajectory.run(
+                contexts,
+                question,
+                history=self._history if self.persistent else None,
+                own_repl=not self.persistent,
+                new_context_start=len(self._contexts) if self.persistent else 0,
+            )
+        except RunStopped as exc:
+            self.last_partial = self._completion(
+                question, exc.partial_answer or "", usage, started, exc.metadata, contexts
+            )
+            raise
+        except KeyboardInterrupt:
+            guard.cancel()
+            self.last_partial = self._completion(
+                question, trajectory._partial() or "", usage, started,
+                {"status": "cancelled", "steps": trajectory.steps}, contexts,
+            )
+            raise
+        finally:
+            unsubscribe()
+            with self._guard_lock:
+                self._guard = None
+            if self.persistent:
+                self._repl = trajectory.repl
+        if self.persistent:
+            self._contexts = contexts
+            self._history.append({"question": question, "answer": result.answer})
+        return self._completion(
+            question, result.answer or "", usage, started, result.metadata(), contexts
+        )
+
+    # -- shared with SRLM ---------------------------------------------------------------
+    def _completion(
+        self,
+        question: str,
+        answer: str,
+        usage: UsageTracker,
+        started: float,
+        metadata: dict[str, Any],
+        contexts: list[Any],
+    ) -> RLMChatCompletion:
+        summary = usage.summary()
+        meta = {
+            "mode": "rlm",
+            "question": question,
+            "context_info": describe_context(contexts),
+            **metadata,
+            "usage": summary.to_dict(),
+        }
+        return RLMChatCompletion(
+            root_model=self._root_model_name(),
+            prompt=question,
+            response=answer,
+            usage_summary=summary,
+            execution_time=time.perf_counter() - started,
+            metadata=meta,
+        )
+
+    def _root_model_name(self) -> str:
+        return str(self.backend_kwargs.get("model_name", self.backend))
+
+    def _new_guard(self, usage: UsageTracker) -> LimitGuard:
+        guard = LimitGuard(
+            usage,
+            max_budget=self.max_budget,
+            max_tokens=self.max_tokens,
+            max_timeout=self.max_timeout,
+        )
+        with self._guard_lock:
+            self._guard = guard
+        return guard
+
+    def _clients(self) -> tuple[ModelClient, list[ModelClient]]:
+        """The model clients, made once per RLM (they are thread-safe) and reused."""
+        with self._guard_lock:
+            if self._client_cache is None:
+                root = make_client(self.backend, self.backend_kwargs)
+                others = [make_client(b, kw) for b, kw in self.other_backends]
+                self._client_cache = (root, others)
+            return self._client_cache
+
+    def _make_engine(
+        self,
+        *,
+        temperature: float | None,
+        confidence_instruction: str | None,
+    ) -> Engine:
+        root, others = self._clients()
+        # Missing keys and unreachable servers fail here, before any REPL starts.
+        for client in (root, *others):
+            client.check()
+        settings = EngineSettings(
+            environment=self.environment,
+            environment_kwargs=self.environment_kwargs,
+            max_depth=self.max_depth,
+            max_iterations=self.max_iterations,
+            child_max_iterations=self.child_max_iterations,
+            max_errors=self.max_errors,
+            max_output_chars=int(self.environment_kwargs.get("max_output_chars", 20_000)),
+            max_concurrent_subcalls=self.max_concurrent_subcalls,
+            custom_system_prompt=self.custom_system_prompt,
+            child_system_prompt=self.child_system_prompt,
+            tools=self.tools,
+            tool_descriptions=self.tool_descriptions,
+            sub_tools=self.sub_tools,
+            sub_tool_descriptions=self.sub_tool_descriptions,
+            compaction=self.compaction,
+            compaction_threshold_pct=self.compaction_threshold_pct,
+            context_window_tokens=int(self.backend_kwargs.get("context_window", 32_768))
+            if isinstance(self.backend_kwargs.get("context_window"), int)
+            else 32_768,
+            confidence_instruction=confidence_instruction,
+            temperature=temperature,
+        )
+        return Engine(settings, root, others, self.bus, self.backend)
+
+    def _attach_consumers(self) -> Callable[[], None]:
+        """Logger, terminal progress and callbacks for one run; returns the detacher."""
+        detach: list[Callable[[], None]] = []
+        if self.logger is not None:
+            detach.append(self.bus.subscribe(self.logger))
+        if self.verbose:
+            from lmrepl.progress import TerminalProgress
+
+            progress = TerminalProgress()
+            detach.append(self.bus.subscribe(progress))
+            detach.append(progress.close)
+        if any(self._callbacks.values()):
+            detach.append(self.bus.subscribe(self._dispatch_callbacks))
+
+        def undo() -> None:
+            for fn in detach:
+                fn()
+
+        return undo
+
+    def _dispatch_callbacks(self, event: Event) -> None:
+        cb = self._callbacks
+        if isinstance(event, IterationStarted) and cb["on_iteration_start"]:
+            cb["on_iteration_start"](event.depth, event.iteration)
+        elif isinstance(event, IterationFinished) and cb["on_iteration_complete"]:
+            cb["on_iteration_complete"](event.depth, event.iteration, event.duration)
+        elif isinstance(event, SubcallStarted) and cb["on_subcall_start"]:
+            cb["on_subcall_start"](event.depth, event.model, event.prompt_preview)
+        elif isinstance(event, SubcallFinished) and cb["on_subcall_complete"]:
+            cb["on_subcall_complete"](event.depth, event.model, event.duration, event.error)

@@ -1,0 +1,209 @@
+"""SRLM scoring and winner selection (SPEC §6 steps 4–5).
+
+VC(p) = Σ over steps of log(c/100), where c is the step's last reported confidence.
+A step that reported nothing gets the arithmetic **mean of the reported confidences**
+(then the log is taken): SPEC §6 gives the step "the mean of the trajectory's
+reported steps", i.e. a confidence value, so the gap is filled as if the model had
+said its typical confidence. (The mean of the logs would punish a gap harder than any
+reported value near the mean, by Jensen's inequality.) No report at all means VC is
+unknown (``None``), never 0, which would look like perfect certainty.
+
+A confidence of 0 is clamped to ``MIN_CONFIDENCE`` (0.1 %) so log stays finite:
+such a step costs log(0.001) ≈ −6.9, ten times a 50 % step, while a trajectory with
+one zero can still be compared with another.
+
+Len(p) is output tokens of the whole trace, and the joint score VC·Len (≤ 0) is
+higher the better. Everything here is in tokens; seconds never enter a comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmrepl.selection import Cluster, cluster_answers, normalize_answer, surviving_members
+
+__all__ = [
+    "MIN_CONFIDENCE",
+    "CandidateScore",
+    "Selection",
+    "candidate_record",
+    "clusters_record",
+    "joint_score",
+    "select_winner",
+    "step_record",
+    "vc_score",
+]
+
+MIN_CONFIDENCE = 0.1  # percent; the floor that keeps log(c/100) finite
+
+CandidateStatus = Literal["done", "failed", "cancelled"]
+Reason = Literal["vc_len", "shortest", "only", "none"]
+
+
+def _clean(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return min(100.0, max(0.0, value))
+
+
+def vc_score(confidences: Sequence[float | None]) -> float | None:
+    """Σ log(c/100) over the steps; gaps get the mean reported confidence.
+
+    ``confidences`` has one entry per step (``None`` where the step reported none).
+    Values are clamped to 0–100 and non-finite values count as missing. Returns
+    ``None`` when no step reported a confidence.
+    """
+    cleaned = [_clean(c) for c in confidences]
+    reported = [c for c in cleaned if c is not None]
+    if not reported:
+        return None
+    mean = sum(reported) / len(reported)
+    total = 0.0
+    for c in cleaned:
+        value = mean if c is None else c
+        total += math.log(max(value, MIN_CONFIDENCE) / 100.0)
+    # log(1) is exactly 0, but make sure a sum of zeros is not "-0.0".
+    return total + 0.0
+
+
+def joint_score(vc: float | None, length: int) -> float | None:
+    """VC·Len, or ``None`` when VC is unknown.
+
+    ``length`` (output tokens) is floored at 1: a trace whose length is unknown (0)
+    must not get a perfect score of 0 just for that.
+    """
+    if vc is None:
+        return None
+    return vc * max(int(length), 1)
+
+
+class CandidateScore(BaseModel):
+    """What selection needs to know about one candidate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    answer: str | None = None
+    vc: float | None = None
+    length: int = Field(0, ge=0, description="Output tokens of the whole trace.")
+    status: CandidateStatus = "done"
+
+
+class Selection(BaseModel):
+    """The outcome of :func:`select_winner`.
+
+    ``clusters`` hold candidate indices as members; ``survivors`` are the candidates
+    of the largest cluster(s); ``scores`` maps every candidate index to its VC·Len
+    (``None`` when unknown or not a finished candidate); ``reason`` says which rule
+    picked the winner: ``vc_len`` (best VC·Len among survivors), ``shortest`` (no
+    survivor has a VC), ``only`` (a single survivor) or ``none`` (no usable answer).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    winner: int | None
+    clusters: list[Cluster] = Field(default_factory=list)
+    survivors: list[int] = Field(default_factory=list)
+    scores: dict[int, float | None] = Field(default_factory=dict)
+    reason: Reason = "none"
+
+    def cluster_of(self, index: int) -> int | None:
+        """Position in ``clusters`` of the cluster holding candidate ``index``."""
+        for pos, cluster in enumerate(self.clusters):
+            if index in cluster.members:
+                return pos
+        return None
+
+
+def _usable(c: CandidateScore) -> bool:
+    return c.status == "done" and bool(normalize_answer(c.answer))
+
+
+def select_winner(
+    candidates: Sequence[CandidateScore], *, use_confidence: bool = True
+) -> Selection:
+    """Pick the SRLM winner (SPEC §6 steps 3–4).
+
+    Finished candidates with a non-empty answer are clustered; the largest cluster(s)
+    survive, ties pooled. Among survivors with a VC the highest VC·Len wins; if none
+    has one (or ``use_confidence`` is false) the shortest trace in tokens wins. Ties:
+    higher score, then fewer tokens, then the lower index. Failed and cancelled
+    candidates are never clustered nor chosen.
+    """
+    by_index = {c.index: c for c in candidates}
+    if len(by_index) != len(candidates):
+        raise ValueError("candidate indices must be unique")
+    usable = sorted((c for c in candidates if _usable(c)), key=lambda c: c.index)
+    raw = cluster_answers([c.answer for c in usable])
+    # cluster_answers numbers its input; map positions back to candidate indices.
+    clusters = [c.model_copy(update={"members": [usable[i].index for i in c.members]}) for c in raw]
+    survivors = surviving_members(clusters)
+    scores: dict[int, float | None] = {}
+    for c in sorted(candidates, key=lambda c: c.index):
+        live = use_confidence and c.status == "done"
+        scores[c.index] = joint_score(c.vc, c.length) if live else None
+
+    if not survivors:
+        return Selection(winner=None, clusters=clusters, scores=scores, reason="none")
+
+    pool = [by_index[i] for i in survivors]
+    scored = [c for c in pool if scores[c.index] is not None]
+    reason: Reason
+    if scored:
+
+        def rank(c: CandidateScore) -> tuple[float, int, int]:
+            score = scores[c.index]
+            assert score is not None  # filtered above
+            return (-score, c.length, c.index)
+
+        winner = min(scored, key=rank).index
+        reason = "vc_len"
+    else:
+        winner = min(pool, key=lambda c: (c.length, c.index)).index
+        reason = "shortest"
+    if len(pool) == 1:
+        reason = "only"
+    return Selection(
+        winner=winner, clusters=clusters, survivors=survivors, scores=scores, reason=reason
+    )
+
+
+def step_record(code: str, output: str, confidence: float | None) -> dict[str, Any]:
+    """One item of a candidate's ``steps`` list in SRLM metadata."""
+    return {"code": code, "output": output, "confidence": confidence}
+
+
+def candidate_record(
+    candidate: CandidateScore,
+    selection: Selection,
+    *,
+    usage: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    steps: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The ``metadata["candidates"]`` item for one candidate (SPEC §6 step 5)."""
+    return {
+        "index": candidate.index,
+        "status": candidate.status,
+        "answer": candidate.answer,
+        "cluster": selection.cluster_of(candidate.index),
+        "vc": candidate.vc,
+        "length": candidate.length,
+        "score": selection.scores.get(candidate.index),
+        "usage": dict(usage) if usage is not None else {},
+        "error": error,
+        "steps": [dict(s) for s in steps],
+    }
+
+
+def clusters_record(clusters: Selection | Sequence[Cluster]) -> list[dict[str, Any]]:
+    """The ``metadata["clusters"]`` list: ``answer``, ``members``, ``votes`` per cluster."""
+    items = clusters.clusters if isinstance(clusters, Selection) else clusters
+    return [{"answer": c.answer, "members": list(c.members), "votes": c.votes} for c in items]

@@ -1,0 +1,274 @@
+"""Self-consistency over SRLM candidates' final answers (SPEC §6 step 3).
+
+Pure functions: answers in, clusters out. The rules, with a table of tricky cases,
+are in docs/selection.md; the short form:
+
+- Two answers are **equal** when their :func:`normalize_answer` forms are equal.
+- A shorter answer **matches inside** a longer one when its tokens appear as a
+  contiguous run of the longer one's tokens (word boundaries, so ``5`` is not inside
+  ``5.5`` and ``cat`` not inside ``category``) — except that a short answer (at most
+  two characters, e.g. a multiple-choice letter) matches only exactly, and a number
+  matches inside a longer answer only when that answer names no other number.
+- Clusters grow around **core** answers (those that contain no other answer). A
+  longer answer joins the one core it contains; one that contains two or more
+  different cores (``either 42 or 99``) is a hedge and forms its own cluster.
+
+Everything depends only on the multiset of answers, never on their order.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "SHORT_ANSWER_CHARS",
+    "Cluster",
+    "cluster_answers",
+    "matches_inside",
+    "normalize_answer",
+    "surviving_members",
+]
+
+# Answers this short (after normalisation) only ever match exactly: "a" must not
+# join "a car", "no" must not join "no idea", "ok" not "ok, but".
+SHORT_ANSWER_CHARS = 2
+
+# Decimal exponents beyond this stay in scientific form, so "1e999999" cannot expand
+# into a million-digit string.
+_MAX_PLAIN_EXPONENT = 40
+
+_PREFIX_RE = re.compile(
+    r"^(?:"
+    r"(?:so\s*,?\s*)?(?:the\s+)?(?:final\s+|correct\s+|short\s+)?answer"
+    r"\s+(?:is|was|would\s+be)(?:\s*[:=])?"
+    r"|(?:final\s+|correct\s+|short\s+)?answer\s*[:=]"
+    r"|final\s*[:=]"
+    r"|result\s*[:=]"
+    r")\s*",
+)
+_TRAIL_PUNCT = ".,;:!?。，；：！？…"
+_PAIRS = {'"': '"', "'": "'", "(": ")", "[": "]", "{": "}", "<": ">"}
+# Markdown emphasis and inline code wrap with runs of one character ("**x**", "``x``").
+_RUN_WRAP_RE = re.compile(r"^(?P<run>(?P<ch>[*_`~])(?P=ch)*)(?P<body>[^*_`~].*?)(?P=run)$", re.S)
+_QUOTE_CHARS = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "‚": "'"})
+_OPTION_RE = re.compile(r"^(?:option|choice)?\s*\(?\s*([a-z])\s*[).:]?$")
+_MINUS_RE = re.compile(r"[\u2212\u2012\u2013\u2014]")  # typographic minus and dashes
+
+# A number standing on its own: not glued to letters or to another number through
+# "-", ":", "/", "." (dates, times, versions and ranges stay as written, on both sides).
+_NUM_RE = re.compile(
+    r"(?<!\w)(?<!\d[-.,:/])"
+    r"(?P<sign>[-+])?"
+    r"(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+    r"(?:\s*(?P<pct>%|percent\b|per\s+cent\b))?"
+    r"(?![\w%])(?![-.,:/]\d)"
+)
+# A currency sign written before the sign ("$-5") is dropped the same way.
+_CUR_RE = re.compile(r"[$€£¥₹](?=[-+]?\.?\d)")
+_TOKEN_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)*(?:e[-+]?\d+)?(?!\w)|\w+|[^\w\s]")
+_NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+class Cluster(BaseModel):
+    """One group of equivalent answers.
+
+    ``answer`` is a representative original text, ``normalized`` its normalised form,
+    ``members`` the (sorted) indices of the input answers in the group.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: str
+    normalized: str
+    members: list[int]
+    votes: int
+
+
+def _canonical_number(raw: str) -> str:
+    try:
+        value = Decimal(raw.replace(",", ""))
+    except InvalidOperation:
+        return raw
+    if value.is_zero():
+        return "0"  # also folds -0 and 0.000 into 0
+    value = value.normalize()
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and abs(exponent) > _MAX_PLAIN_EXPONENT:
+        return f"{value:e}".lower()
+    text = f"{value:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _number_sub(match: re.Match[str]) -> str:
+    text = _canonical_number(match.group("num"))
+    if match.group("sign") == "-" and text != "0":
+        text = "-" + text
+    return text
+
+
+def _strip_wrappers(text: str) -> str:
+    """Remove one layer of prefix, wrapping quotes/brackets or trailing punctuation."""
+    text = text.strip()
+    prefixed = _PREFIX_RE.sub("", text, count=1)
+    if prefixed != text and prefixed:
+        return prefixed
+    if len(text) >= 2 and _PAIRS.get(text[0]) == text[-1] and _balanced_wrap(text):
+        return text[1:-1]
+    run = _RUN_WRAP_RE.match(text)
+    if run is not None and run.group("ch") not in run.group("body"):
+        return run.group("body")
+    if text and text[-1] in _TRAIL_PUNCT and len(text) > 1:
+        return text[:-1]
+    return text
+
+
+def _balanced_wrap(text: str) -> bool:
+    """True when text[0] and text[-1] are one pair, not "(a) or (b)"."""
+    opener, closer = text[0], text[-1]
+    if opener == closer:
+        # Symmetric quotes: the inner text must not use the same quote again.
+        return opener not in text[1:-1]
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == opener:
+            depth += 1
+        elif ch == closer:
+            depth -= 1
+            if depth == 0 and i != len(text) - 1:
+                return False
+    return depth == 0
+
+
+def normalize_answer(text: str | None) -> str:
+    """Return the comparison form of an answer ("" for no answer).
+
+    Case-folded (NFKC first), whitespace collapsed, typographic quotes and minus signs
+    unified, "the answer is"/"answer:"-style prefixes, wrapping quotes, brackets,
+    backticks and markdown emphasis and trailing punctuation removed (repeatedly, in
+    any nesting), numbers canonicalised (``1,000`` = ``1000`` = ``1000.0`` = ``1e3``,
+    ``-0`` = ``0``; a currency sign before a number and a percent sign or word after
+    it are dropped consistently, so ``$5`` = ``5`` and ``50%`` = ``50 percent`` = ``50``),
+    and a lone option letter in any dress (``(B)``, ``B.``, ``b)``, ``option B``)
+    reduced to the letter ``b``.
+    """
+    if not text:
+        return ""
+    out = unicodedata.normalize("NFKC", str(text)).translate(_QUOTE_CHARS)
+    out = _MINUS_RE.sub("-", out).casefold()
+    out = " ".join(out.split())
+    for _ in range(32):  # bounded: each pass removes at least one character
+        nxt = " ".join(_strip_wrappers(out).split())
+        if nxt == out:
+            break
+        out = nxt
+    out = _CUR_RE.sub("", out)
+    out = _NUM_RE.sub(_number_sub, out)
+    option = _OPTION_RE.match(out)
+    if option is not None:
+        return option.group(1)
+    # Punctuation alone ("?", "...", "-") says nothing: treat it as no answer.
+    return out if any(ch.isalnum() for ch in out) else ""
+
+
+def _tokens(normalized: str) -> list[str]:
+    return _TOKEN_RE.findall(normalized)
+
+
+def _is_number(token: str) -> bool:
+    return _NUMBER_TOKEN_RE.fullmatch(token) is not None
+
+
+def _contains_run(longer: list[str], shorter: list[str]) -> bool:
+    n = len(shorter)
+    return any(longer[i : i + n] == shorter for i in range(len(longer) - n + 1))
+
+
+def matches_inside(short: str, long: str) -> bool:
+    """Whether normalised answer ``short`` appears inside the longer ``long``.
+
+    Word-boundary containment with the two exceptions of SPEC §6 step 3: short
+    non-numeric answers (≤ ``SHORT_ANSWER_CHARS`` characters) only match exactly, and a
+    number (of any length) matches only an answer in which it is the only number ("42"
+    joins "42 apples" but not "42 of 99"). Equal strings are not "inside" one another.
+    """
+    if not short or short == long:
+        return False
+    short_t, long_t = _tokens(short), _tokens(long)
+    if len(short_t) >= len(long_t) or not _contains_run(long_t, short_t):
+        return False
+    if all(_is_number(t) for t in short_t):
+        # Numbers are exempt from the length rule ("42" joins "42 apples") but the
+        # longer answer must not name any other number ("42 or 99", "42 of 100").
+        return {t for t in long_t if _is_number(t)} == set(short_t)
+    return len(short) > SHORT_ANSWER_CHARS
+
+
+def _representative(originals: Sequence[str]) -> str:
+    """Most frequent original spelling, then the shortest, then alphabetical."""
+    counts = Counter(o.strip() for o in originals)
+    return min(counts, key=lambda o: (-counts[o], len(o), o))
+
+
+def cluster_answers(answers: Sequence[str | None]) -> list[Cluster]:
+    """Group answers per SPEC §6 step 3; ``None``/empty answers are left out.
+
+    Clusters come sorted by votes (descending), then by normalised answer, so the
+    result does not depend on the order of the input beyond the member indices.
+    """
+    by_form: dict[str, list[int]] = {}
+    for i, raw in enumerate(answers):
+        form = normalize_answer(raw)
+        if form:
+            by_form.setdefault(form, []).append(i)
+    forms = sorted(by_form)
+    inside = {f: [g for g in forms if matches_inside(g, f)] for f in forms}
+
+    cores_of: dict[str, set[str]] = {}
+
+    def cores(form: str) -> set[str]:
+        # Cores reached through containment; containment strictly shortens the token
+        # list, so this recursion ends.
+        if form not in cores_of:
+            found: set[str] = set()
+            for g in inside[form]:
+                found |= cores(g) if inside[g] else {g}
+            cores_of[form] = found
+        return cores_of[form]
+
+    groups: dict[str, list[str]] = {}
+    for form in forms:
+        reached = cores(form)
+        # No core inside: a core itself. Two or more: a hedge, alone.
+        key = next(iter(reached)) if len(reached) == 1 else form
+        groups.setdefault(key, []).append(form)
+
+    clusters: list[Cluster] = []
+    for key, members_forms in groups.items():
+        members = sorted(i for f in members_forms for i in by_form[f])
+        originals = [answers[i] or "" for i in by_form[key]]
+        clusters.append(
+            Cluster(
+                answer=_representative(originals),
+                normalized=key,
+                members=members,
+                votes=len(members),
+            )
+        )
+    clusters.sort(key=lambda c: (-c.votes, c.normalized))
+    return clusters
+
+
+def surviving_members(clusters: Sequence[Cluster]) -> list[int]:
+    """Members of the largest cluster(s); tied clusters pool their members (sorted)."""
+    if not clusters:
+        return []
+    top = max(c.votes for c in clusters)
+    return sorted(i for c in clusters if c.votes == top for i in c.members)

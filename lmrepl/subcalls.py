@@ -1,0 +1,169 @@
+"""The host side of ``llm_query``/``rlm_query`` and custom tools (the REPL's bridge).
+
+A ``SubcallBridge`` belongs to one trajectory. Model code reaches it through
+``HostBridge.call``. Batched calls run with real concurrency bounded by
+``max_concurrent_subcalls`` and keep input order; one failed prompt becomes an
+error string in its slot. Calls made by a cell that has since ended (timed out)
+are not started any more: their results could only land in a later cell.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from lmrepl.errors import LimitExceeded, LMReplError, RunCancelled
+from lmrepl.events import SubcallFinished, SubcallStarted
+
+if TYPE_CHECKING:
+    from lmrepl.runner import Trajectory
+
+PREVIEW = 200
+
+
+def _preview(text: str, n: int = PREVIEW) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+class CellAbandoned(LMReplError):
+    """A sub-call belongs to a cell that already ended."""
+
+
+class SubcallBridge:
+    """Dispatches host calls from one trajectory's REPL."""
+
+    def __init__(self, trajectory: Trajectory, tools: dict[str, Callable[..., Any]]) -> None:
+        self.trajectory = trajectory
+        self.tools = tools
+        self._cell_alive = threading.Event()
+        self._cell_alive.set()
+        self._lock = threading.Lock()
+
+    # -- cell scope -------------------------------------------------------------------
+    def begin_cell(self) -> None:
+        """A new cell starts: calls from now on belong to it."""
+        with self._lock:
+            self._cell_alive = threading.Event()
+            self._cell_alive.set()
+
+    def end_cell(self) -> None:
+        """The cell ended: calls it left behind stop before their next model request."""
+        with self._lock:
+            self._cell_alive.clear()
+
+    def _scope(self) -> threading.Event:
+        with self._lock:
+            return self._cell_alive
+
+    # -- HostBridge ---------------------------------------------------------------------
+    def call(self, fn: str, payload: dict[str, Any]) -> Any:
+        """Run host function ``fn`` (see ``lmrepl.repl.base.HOST_FUNCTIONS``)."""
+        scope = self._scope()
+        if fn == "llm_query":
+            return self._one("llm_query", str(payload["prompt"]), payload.get("model"), scope)
+        if fn == "rlm_query":
+            return self._one("rlm_query", str(payload["prompt"]), payload.get("model"), scope)
+        if fn in ("llm_query_batched", "rlm_query_batched"):
+            prompts = [str(p) for p in payload["prompts"]]
+            return self._batch(fn, prompts, payload.get("model"), scope)
+        if fn == "tool":
+            name = str(payload["name"])
+            if name not in self.tools:
+                raise KeyError(f"no custom tool named {name!r}")
+            return self.tools[name](*payload.get("args", []), **payload.get("kwargs", {}))
+        raise ValueError(f"unknown host function {fn!r}")
+
+    def _one(self, function: str, prompt: str, model: str | None, scope: threading.Event) -> str:
+        result, error = self._run(function, prompt, model, scope, None)
+        if error is not None:
+            raise RuntimeError(error)
+        return result
+
+    def _batch(
+        self, function: str, prompts: list[str], model: str | None, scope: threading.Event
+    ) -> list[str]:
+        if not prompts:
+            return []
+        single = "llm_query" if function == "llm_query_batched" else "rlm_query"
+        workers = min(len(prompts), self.trajectory.engine.max_concurrent_subcalls)
+
+        def slot(i: int) -> str:
+            text, error = self._run(single, prompts[i], model, scope, i, batch=function)
+            return text if error is None else f"Error: {error}"
+
+        if workers <= 1:
+            return [slot(i) for i in range(len(prompts))]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmrepl-sub") as pool:
+            return list(pool.map(slot, range(len(prompts))))
+
+    def _run(
+        self,
+        function: str,
+        prompt: str,
+        model: str | None,
+        scope: threading.Event,
+        batch_index: int | None,
+        batch: str | None = None,
+    ) -> tuple[str, str | None]:
+        """One sub-call with its events and record; returns (text, error)."""
+        traj = self.trajectory
+        name = batch or function
+        sub_id = uuid.uuid4().hex[:12]
+        try:
+            client = traj.engine.subcall_client(model)
+        except ValueError as exc:
+            return "", str(exc)
+        traj.publish(
+            SubcallStarted,
+            subcall_id=sub_id,
+            function=name,
+            model=client.model_name,
+            prompt_preview=_preview(prompt),
+            batch_index=batch_index,
+        )
+        started = time.perf_counter()
+        child_run_id: str | None = None
+        text, error = "", None
+        try:
+            if not scope.is_set():
+                raise CellAbandoned("the cell that made this call already ended")
+            if function == "rlm_query" and traj.depth < traj.engine.max_depth:
+                text, child_run_id = traj.run_child(prompt, client)
+            else:
+                text = traj.model_call(
+                    [{"role": "user", "content": prompt}], purpose="subcall", client=client
+                ).text
+        except (LimitExceeded, RunCancelled) as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        duration = time.perf_counter() - started
+        traj.record_subcall(
+            {
+                "function": name,
+                "model": client.model_name,
+                "prompt": _preview(prompt, 2000),
+                "response": _preview(text, 2000),
+                "duration": duration,
+                "error": error,
+                "child_run_id": child_run_id,
+                "batch_index": batch_index,
+                "depth": traj.depth,
+            }
+        )
+        traj.publish(
+            SubcallFinished,
+            subcall_id=sub_id,
+            function=name,
+            model=client.model_name,
+            response_preview=_preview(text),
+            duration=duration,
+            error=error,
+            child_run_id=child_run_id,
+            batch_index=batch_index,
+        )
+        return text, error

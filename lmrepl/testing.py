@@ -1,0 +1,443 @@
+"""``ScriptedServer``: a loopback model server speaking the OpenAI and Anthropic HTTP APIs.
+
+It is a real HTTP server on 127.0.0.1, so tests exercise the same SDK, HTTP and retry
+path as a production model server, with scripted replies, statuses, delays and usage.
+
+    with ScriptedServer(replies=["hello", ScriptedReply(status=429)]) as server:
+        client = OpenAIClient("m", base_url=server.base_url)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import selectors
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+__all__ = ["ScriptedReply", "ScriptedRequest", "ScriptedServer"]
+
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+ANTHROPIC_PATHS = frozenset({"/v1/messages", "/messages"})
+MODELS_PATHS = frozenset({"/v1/models", "/models"})
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    """One scripted answer: reply text, or an HTTP error, after an optional delay.
+
+    ``usage``: True adds token counts computed from text lengths, False omits usage, and a
+    dict is merged over the computed counts (e.g. ``{"cost": 0.25}``). ``error_body`` is
+    sent as the JSON body of an error status (a default error body otherwise). ``body``,
+    when given, is sent verbatim instead of the generated payload, whatever the status
+    (for malformed or unusual server replies).
+    """
+
+    text: str = ""
+    status: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    usage: bool | dict[str, Any] = True
+    error_body: dict[str, Any] | str | None = None
+    body: dict[str, Any] | str | None = None
+
+
+@dataclass(frozen=True)
+class ScriptedRequest:
+    """A request the server received (model requests and ``GET /v1/models``)."""
+
+    path: str
+    body: Any
+    #: Header names lower-cased.
+    headers: dict[str, str]
+    messages: list[dict[str, Any]]
+    model: str | None
+    temperature: float | None
+    #: ``time.monotonic()`` when the request arrived.
+    time: float
+    #: Anthropic's ``system`` field (None for OpenAI requests).
+    system: Any = None
+
+    @property
+    def api(self) -> str:
+        """``"openai"``, ``"anthropic"`` or ``"models"``."""
+        if self.path in ANTHROPIC_PATHS:
+            return "anthropic"
+        return "openai" if self.path in OPENAI_PATHS else "models"
+
+
+ReplyItem = str | ScriptedReply
+Responder = Callable[[ScriptedRequest], ReplyItem]
+
+
+def _text_of(content: Any) -> str:
+    """Plain text of a message content: a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "" if content is None else str(content)
+
+
+def count_tokens(text: str) -> int:
+    """The server's token count for a text: ceil(chars / 4), at least 1."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Parses one request and writes the whole response in one ``sendall``."""
+
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Without it every small response waits ~40 ms on Nagle + delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request log lines."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path not in MODELS_PATHS:
+            self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        self.server.owner._record(self._request(path, None))
+        data = [{"id": m, "object": "model", "owned_by": "scripted"} for m in ("scripted",)]
+        self._send(200, {"object": "list", "data": data})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if path not in OPENAI_PATHS and path not in ANTHROPIC_PATHS:
+            self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError as exc:
+            self._send(400, {"error": {"message": f"bad JSON: {exc}", "type": "bad_request"}})
+            return
+        request = self._request(path, body)
+        status, headers, payload = self.server.owner._respond(request)
+        self._send(status, payload, headers)
+
+    def _request(self, path: str, body: Any) -> ScriptedRequest:
+        body_dict = body if isinstance(body, dict) else {}
+        messages = body_dict.get("messages")
+        temperature = body_dict.get("temperature")
+        return ScriptedRequest(
+            path=path,
+            body=body,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            messages=list(messages) if isinstance(messages, list) else [],
+            model=body_dict.get("model"),
+            temperature=float(temperature) if isinstance(temperature, int | float) else None,
+            time=time.monotonic(),
+            system=body_dict.get("system"),
+        )
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Status"
+        lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: application/json"]
+        lines.append(f"Content-Length: {len(data)}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            self.connection.sendall(head + data)
+        except OSError:
+            # The client gave up (its timeout); nothing is listening for this reply.
+            self.close_connection = True
+
+
+class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """Thread per connection; daemon threads so a stuck handler never blocks exit."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # The default backlog of 5 drops SYNs under a burst of connects; the client then
+    # retransmits after 1 s, which looked like a slow server.
+    request_queue_size = 256
+
+    def __init__(self, owner: ScriptedServer) -> None:
+        self.owner = owner
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._track(request, add=True)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.owner._track(request, add=False)
+        super().shutdown_request(request)
+
+
+class ScriptedServer:
+    """Loopback OpenAI/Anthropic-compatible server with scripted replies.
+
+    ``replies`` are served in order (one per model request); ``responder`` computes a
+    reply from each :class:`ScriptedRequest` instead. With neither, every reply is
+    ``"ok"``. ``latency`` (s) delays every model request, on top of a reply's ``delay``.
+    When the scripted replies run out the server answers HTTP 500 saying so.
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[ReplyItem] | None = None,
+        *,
+        responder: Responder | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        if replies is not None and responder is not None:
+            raise ValueError("give replies or responder, not both")
+        self._replies = list(replies) if replies is not None else None
+        self._responder = responder
+        self.latency = float(latency)
+        self._lock = threading.Lock()
+        self._requests: list[ScriptedRequest] = []
+        self._next = 0
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    def script(
+        self,
+        replies: Sequence[ReplyItem] | None = None,
+        *,
+        responder: Responder | None = None,
+        latency: float | None = None,
+    ) -> ScriptedServer:
+        """Replace the script (and optionally the latency) of a running server."""
+        if replies is not None and responder is not None:
+            raise ValueError("give replies or responder, not both")
+        with self._lock:
+            self._replies = list(replies) if replies is not None else None
+            self._responder = responder
+            self._next = 0
+            if latency is not None:
+                self.latency = float(latency)
+        return self
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> ScriptedServer:
+        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        self._httpd = _HTTPServer(self)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(
+            target=self._serve, name=f"ScriptedServer:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        """Accept loop woken by a socketpair, so ``stop()`` needs no poll interval."""
+        httpd, wake = self._httpd, self._wake_r
+        assert httpd is not None and wake is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(httpd.socket, selectors.EVENT_READ)
+            sel.register(wake, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in sel.select():
+                    if key.fileobj is wake or self._stopping.is_set():
+                        return
+                    try:
+                        conn, addr = httpd.get_request()
+                    except OSError:
+                        continue
+                    try:
+                        httpd.process_request(conn, addr)
+                    except Exception:
+                        httpd.handle_error(conn, addr)
+                        httpd.shutdown_request(conn)
+
+    def stop(self) -> None:
+        """Stop accepting, drop open connections, wake sleeping handlers, join the thread."""
+        if self._httpd is None:
+            return
+        self._stopping.set()
+        assert self._wake_w is not None and self._wake_r is not None
+        self._wake_w.send(b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            conns = list(self._connections)
+            self._connections.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._httpd.server_close()
+        self._wake_w.close()
+        self._wake_r.close()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the server must be started)."""
+        if self._httpd is None:
+            raise RuntimeError("ScriptedServer is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` without a path."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Base URL for the OpenAI SDK (``…/v1``)."""
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Base URL for the Anthropic SDK (it appends ``/v1/messages`` itself)."""
+        return self.url
+
+    # -- recorded requests -------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[ScriptedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def model_requests(self) -> list[ScriptedRequest]:
+        """Received chat/messages requests only (no ``GET /v1/models``)."""
+        return [r for r in self.requests if r.api != "models"]
+
+    def _record(self, request: ScriptedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    # -- replies -----------------------------------------------------------------------
+
+    def _next_item(self, request: ScriptedRequest) -> ReplyItem | None:
+        """The scripted item for ``request``; None once the replies are used up."""
+        if self._responder is not None:
+            return self._responder(request)
+        with self._lock:
+            if self._replies is None:
+                return "ok"
+            if self._next >= len(self._replies):
+                return None
+            item = self._replies[self._next]
+            self._next += 1
+            return item
+
+    def _respond(self, request: ScriptedRequest) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, JSON payload) for one model request."""
+        self._record(request)
+        try:
+            item = self._next_item(request)
+        except Exception as exc:
+            return 500, {}, _error(request, 500, f"ScriptedServer responder raised: {exc!r}")
+        if item is None:
+            used = len(self._replies or [])
+            msg = f"ScriptedServer: all {used} scripted replies were used"
+            return 500, {}, _error(request, 500, msg)
+        reply = item if isinstance(item, ScriptedReply) else ScriptedReply(text=item)
+        wait = self.latency + reply.delay
+        if wait > 0 and self._stopping.wait(wait):
+            return 503, {}, _error(request, 503, "ScriptedServer is stopping")
+        if reply.body is not None:
+            return reply.status, dict(reply.headers), reply.body
+        if reply.status != 200:
+            body = reply.error_body
+            payload = body if body is not None else _error(request, reply.status, reply.text)
+            return reply.status, dict(reply.headers), payload
+        return 200, dict(reply.headers), _success(request, reply)
+
+
+def _error(request: ScriptedRequest, status: int, text: str) -> dict[str, Any]:
+    """An error body in the shape of the request's API."""
+    message = text or f"scripted error {status}"
+    if request.api == "anthropic":
+        return {"type": "error", "error": {"type": "api_error", "message": message}}
+    return {"error": {"message": message, "type": "scripted_error", "code": status}}
+
+
+def _prompt_text(request: ScriptedRequest) -> str:
+    parts = [_text_of(request.system)] if request.system else []
+    parts += [_text_of(m.get("content")) for m in request.messages if isinstance(m, dict)]
+    return "\n".join(parts)
+
+
+def _success(request: ScriptedRequest, reply: ScriptedReply) -> dict[str, Any]:
+    """A chat.completion or message object carrying ``reply.text``."""
+    model = request.model or "scripted"
+    prompt_tokens = count_tokens(_prompt_text(request))
+    completion_tokens = count_tokens(reply.text) if reply.text else 0
+    extra = reply.usage if isinstance(reply.usage, dict) else {}
+    created = int(time.time())
+    if request.api == "anthropic":
+        payload: dict[str, Any] = {
+            "id": f"msg_{created}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+        }
+        if reply.usage is not False:
+            usage = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
+            payload["usage"] = {**usage, **extra}
+        return payload
+    payload = {
+        "id": f"chatcmpl-{created}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if reply.usage is not False:
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        payload["usage"] = {**usage, **extra}
+    return payload

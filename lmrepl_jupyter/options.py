@@ -1,0 +1,237 @@
+"""Option parsing and validation for ``%%srlm`` / ``%%rlm``.
+
+Turns a magic's line plus the configured defaults into the keyword arguments of the
+engine. Every problem with what the user typed becomes a one-line ``UsageError``
+here, before any engine object exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import keyword
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from IPython.core import magic_arguments as _ma
+from IPython.core.error import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EMBEDDED_MODEL = "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (embedded, llama.cpp)"
+_SECRET_WORDS = ("api_key", "apikey", "secret", "password", "passwd", "authorization")
+_SECRET_EXACT = {"token", "access_token", "auth_token", "bearer", "x-api-key", "key"}
+
+
+def _arg(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    # IPython's magic_arguments is untyped; these wrappers give it types.
+    return cast(Callable[[F], F], _ma.argument(*names, **kwargs))  # type: ignore[no-untyped-call]
+
+
+def magic_arguments(func: F) -> F:
+    """IPython's ``magic_arguments()`` decorator, typed (builds the parser for ``func``)."""
+    return cast(F, _ma.magic_arguments()(func))  # type: ignore[no-untyped-call]
+
+
+def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    """Parse ``line`` with ``magic``'s parser (argparse errors become UsageError)."""
+    return cast(argparse.Namespace, _ma.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
+
+
+def _apply(func: F, decorators: list[Callable[[F], F]]) -> F:
+    # Decorators listed top-down, as they would be written above the function.
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+def common_arguments(func: F) -> F:
+    """Options shared by ``%%srlm`` and ``%%rlm`` (listed in ``%%srlm?``)."""
+    return _apply(
+        func,
+        [
+            _arg("-b", "--backend", help="model backend: local, openai, anthropic, replay"),
+            _arg("-m", "--model", help="model name (backend_kwargs['model_name'])"),
+            _arg("--base-url", help="OpenAI-compatible server URL (backend_kwargs)"),
+            _arg("--cell-timeout", type=float, help="seconds per REPL cell (hard timeout)"),
+            _arg("--max-iterations", type=int, help="iterations per trajectory"),
+            _arg(
+                "--no-panel",
+                action="store_true",
+                help="no widget panel: a text (rich) view instead",
+            ),
+            _arg("-o", "--output", metavar="NAME", help="store the result object in NAME"),
+            _arg("var", nargs="?", metavar="VAR", help="variable holding the context"),
+        ],
+    )
+
+
+def search_arguments(func: F) -> F:
+    """Options only ``%%srlm`` has."""
+    return _apply(
+        func,
+        [
+            _arg("-k", "--candidates", type=int, help="number of candidate trajectories K"),
+            _arg("-p", "--parallel", type=int, help="candidates run at once"),
+            _arg("-t", "--temperature", type=float, help="sampling temperature of candidates"),
+            _arg(
+                "--confidence",
+                dest="confidence",
+                action="store_const",
+                const=True,
+                default=None,
+                help="ask for per-step confidence (VC scoring)",
+            ),
+            _arg(
+                "--no-confidence",
+                dest="confidence",
+                action="store_const",
+                const=False,
+                help="no confidence elicitation (shortest trace wins)",
+            ),
+            _arg("--direct-threshold", type=int, help="answer directly below N characters"),
+            _arg(
+                "--early-stop",
+                dest="early_stop",
+                action="store_const",
+                const=True,
+                default=None,
+                help="stop remaining candidates once a majority agrees",
+            ),
+            _arg("--no-early-stop", dest="early_stop", action="store_const", const=False),
+        ],
+    )
+
+
+def is_secret(key: str) -> bool:
+    """True for keys that hold credentials (``api_key``), not for ``max_tokens``."""
+    k = key.lower().replace("-", "_")
+    return k in _SECRET_EXACT or any(k == w or k.endswith("_" + w) for w in _SECRET_WORDS)
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with every credential replaced by ``'***'``."""
+    if isinstance(value, dict):
+        return {
+            k: ("***" if isinstance(k, str) and is_secret(k) and v else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def model_label(backend: str, backend_kwargs: dict[str, Any]) -> str:
+    """Human name of the model a configuration uses."""
+    name = backend_kwargs.get("model_name") or backend_kwargs.get("model")
+    if backend == "local":
+        return str(name) if name else EMBEDDED_MODEL
+    return f"{name or '(backend default)'}" + (
+        f" at {backend_kwargs['base_url']}" if backend_kwargs.get("base_url") else ""
+    )
+
+
+@dataclass
+class RunSpec:
+    """A validated magic invocation: what to run, on what, and how to show it."""
+
+    kind: str
+    var: str
+    question: str
+    output: str | None
+    no_panel: bool
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The model this run uses, for display."""
+        return model_label(
+            str(self.engine_kwargs.get("backend", "")),
+            dict(self.engine_kwargs.get("backend_kwargs") or {}),
+        )
+
+
+def _check_name(kind: str, name: str, what: str) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"%%{kind}: {what} must be a Python name, got {name!r}")
+
+
+def _positive(kind: str, flag: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        need = "≥ 0" if allow_zero else "> 0"
+        raise UsageError(f"%%{kind}: {flag} must be {need}, got {value:g}")
+
+
+def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any]) -> RunSpec:
+    """Validate parsed ``args`` and the cell against ``defaults`` (the config traits)."""
+    if args.var is None:
+        raise UsageError(f"%%{kind}: name the variable holding the context, e.g. %%{kind} doc")
+    _check_name(kind, args.var, "VAR")
+    if args.output is not None:
+        _check_name(kind, args.output, "-o NAME")
+    question = (cell or "").strip()
+    if not question:
+        raise UsageError(f"%%{kind}: the cell body is the question, and it is empty")
+    _positive(kind, "--cell-timeout", args.cell_timeout)
+    _positive(kind, "--max-iterations", args.max_iterations)
+
+    backend = args.backend or defaults["backend"]
+    backend_kwargs = copy.deepcopy(dict(defaults["backend_kwargs"]))
+    if args.backend and args.backend != defaults["backend"]:
+        # Settings of the configured backend (its model, URL, key) do not carry over.
+        backend_kwargs = {}
+    if args.model:
+        backend_kwargs["model_name"] = args.model
+    if args.base_url:
+        backend_kwargs["base_url"] = args.base_url
+    env_kwargs = copy.deepcopy(dict(defaults["environment_kwargs"]))
+    if args.cell_timeout is not None:
+        env_kwargs["cell_timeout"] = args.cell_timeout
+    if defaults.get("max_output_chars") is not None:
+        env_kwargs.setdefault("max_output_chars", defaults["max_output_chars"])
+    kwargs: dict[str, Any] = copy.deepcopy(dict(defaults.get("engine_kwargs") or {}))
+    kwargs.update(
+        backend=backend,
+        backend_kwargs=backend_kwargs,
+        environment=defaults["environment"],
+        environment_kwargs=env_kwargs,
+        max_iterations=args.max_iterations or defaults["max_iterations"],
+        verbose=False,
+    )
+    if kind == "srlm":
+        _search_kwargs(kind, args, defaults, kwargs)
+    return RunSpec(kind, args.var, question, args.output, bool(args.no_panel), kwargs)
+
+
+def _search_kwargs(kind: str, args: Any, defaults: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    k = args.candidates if args.candidates is not None else defaults["n_candidates"]
+    if k < 1:
+        raise UsageError(f"%%{kind}: -k/--candidates must be ≥ 1, got {k}")
+    parallel = args.parallel if args.parallel is not None else defaults["candidate_parallel"]
+    if parallel < 1:
+        raise UsageError(f"%%{kind}: -p/--parallel must be ≥ 1, got {parallel}")
+    temperature = args.temperature
+    if temperature is None:
+        temperature = defaults["candidate_temperature"]
+    if temperature is not None and temperature < 0:
+        raise UsageError(f"%%{kind}: -t/--temperature must be ≥ 0, got {temperature:g}")
+    threshold = args.direct_threshold
+    if threshold is None:
+        threshold = defaults["direct_threshold"]
+    if threshold < 0:
+        raise UsageError(f"%%{kind}: --direct-threshold must be ≥ 0, got {threshold}")
+    confidence = args.confidence
+    early_stop = args.early_stop
+    kwargs.update(
+        n_candidates=k,
+        candidate_parallel=min(parallel, k),
+        candidate_temperature=temperature,
+        confidence_elicitation=defaults["confidence_elicitation"]
+        if confidence is None
+        else confidence,
+        direct_threshold=threshold,
+        early_stop=defaults["early_stop"] if early_stop is None else early_stop,
+    )

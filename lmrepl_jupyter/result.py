@@ -1,0 +1,160 @@
+"""``SRLMResult``: what ``%%srlm`` / ``%%rlm`` return, display and save.
+
+Its MIME bundle carries the whole search record as
+``application/vnd.lmrepl.trajectory+json`` plus a static ``text/html`` panel and a
+``text/plain`` summary, so a saved notebook shows the result without a kernel and a
+terminal shows text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container
+from pathlib import Path
+from typing import Any
+
+from lmrepl.types import RLMChatCompletion, UsageSummary
+from lmrepl_jupyter.html import RenderOptions, panel_html
+from lmrepl_jupyter.panel_state import PanelState
+from lmrepl_jupyter.record import MIME_TYPE, TrajectoryRecord, parse_record
+
+
+class SRLMResult:
+    """The outcome of one ``%%srlm`` or ``%%rlm`` run (also after failure or cancel)."""
+
+    def __init__(
+        self,
+        record: TrajectoryRecord,
+        completion: RLMChatCompletion | None = None,
+        panel: Any = None,
+    ) -> None:
+        self.record = record
+        self.completion = completion
+        # The live WidgetPanel (or None); kept for inspection, never serialised.
+        self.panel = panel
+
+    # -- the search's outcome ----------------------------------------------------------
+
+    @property
+    def answer(self) -> str | None:
+        """The selected answer (None when the run produced none)."""
+        return self.record.answer
+
+    @property
+    def status(self) -> str:
+        """``done``, ``failed``, ``cancelled`` or ``stopped`` (a limit ended the run)."""
+        return self.record.status
+
+    @property
+    def error(self) -> str | None:
+        """Why the run failed or stopped, if it did."""
+        return self.record.error
+
+    @property
+    def candidates(self) -> list[dict[str, Any]]:
+        """One dict per candidate: status, answer, cluster, vc, length, score, steps…"""
+        return [c.model_dump(mode="json") for c in self.record.candidates]
+
+    @property
+    def clusters(self) -> list[dict[str, Any]]:
+        """The answer clusters: answer, members, votes."""
+        return [c.model_dump(mode="json") for c in self.record.clusters]
+
+    @property
+    def winner(self) -> int | None:
+        """Index of the winning candidate."""
+        return self.record.winner
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The engine's own metadata (SPEC §6), empty when the run did not complete."""
+        return self.completion.metadata if self.completion is not None else {}
+
+    @property
+    def usage(self) -> UsageSummary | None:
+        """Usage over every candidate and depth (None when the run did not complete)."""
+        return self.completion.usage_summary if self.completion is not None else None
+
+    @property
+    def execution_time(self) -> float:
+        """Wall time of the run in seconds."""
+        if self.completion is not None:
+            return self.completion.execution_time
+        return self.record.execution_time or 0.0
+
+    # -- serialisation -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trajectory record as JSON data (schema in docs/trajectory-schema.md)."""
+        return self.record.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The trajectory record as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record to ``path`` as JSON; returns the path."""
+        out = Path(path)
+        out.write_text(self.to_json(), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> SRLMResult:
+        """Read a record written by ``save`` (or taken from a notebook's output)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SRLMResult:
+        """Rebuild a result from its record (no completion object attached)."""
+        return cls(parse_record(data))
+
+    # -- display -----------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line: status, candidates, winner and votes, time, calls, tokens."""
+        rec = self.record
+        name = "rlm" if rec.kind == "rlm" else "srlm"
+        parts = [f"[lmrepl] {name} {rec.status}"]
+        if rec.kind == "srlm":
+            parts.append(f"mode {rec.mode}" if rec.mode == "direct" else f"K={rec.n_candidates}")
+        if rec.winner is not None and rec.kind == "srlm":
+            votes = next((c.votes for c in rec.clusters if rec.winner in c.members), None)
+            total = sum(c.votes for c in rec.clusters)
+            parts.append(f"winner #{rec.winner}" + (f" ({votes}/{total} votes)" if votes else ""))
+        elif rec.kind == "rlm" and rec.candidates:
+            parts.append(f"{len(rec.candidates[0].steps)} steps")
+        parts.append(f"{self.execution_time:.1f} s")
+        parts.append(f"{rec.model_calls} model calls")
+        parts.append(f"{rec.input_tokens + rec.output_tokens:,} tokens")
+        line = " · ".join(parts)
+        if rec.error:
+            line += f" — {rec.error.splitlines()[0] if rec.error.strip() else rec.error}"
+        return line
+
+    def _text(self) -> str:
+        answer = self.answer if self.answer is not None else "(no answer)"
+        return f"{answer}\n{self.summary()}"
+
+    def _html(self) -> str:
+        return panel_html(PanelState.from_record(self.record), RenderOptions())
+
+    def _repr_mimebundle_(
+        self, include: Container[str] | None = None, exclude: Container[str] | None = None
+    ) -> dict[str, Any]:
+        bundle: dict[str, Any] = {
+            MIME_TYPE: self.to_dict(),
+            "text/html": self._html(),
+            "text/plain": self._text(),
+        }
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+    def __repr__(self) -> str:
+        return self._text()
+
+    def __str__(self) -> str:
+        return self.answer or ""
