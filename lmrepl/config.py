@@ -74,9 +74,7 @@ def check_environment(environment: object, environment_kwargs: object) -> str:
     return env
 
 
-def split_tools(
-    name: str, tools: object
-) -> tuple[dict[str, Any], dict[str, str]]:
+def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str]]:
     """``custom_tools`` → (name → value or callable, name → description).
 
     Each entry is a value/callable, or ``{"tool": obj, "description": "..."}``.
@@ -88,8 +86,16 @@ def split_tools(
     values: dict[str, Any] = {}
     descriptions: dict[str, str] = {}
     reserved = {
-        "context", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched",
-        "answer", "FINAL", "FINAL_VAR", "SHOW_VARS", "history",
+        "context",
+        "llm_query",
+        "llm_query_batched",
+        "rlm_query",
+        "rlm_query_batched",
+        "answer",
+        "FINAL",
+        "FINAL_VAR",
+        "SHOW_VARS",
+        "history",
     }
     for key, entry in tools.items():
         if not isinstance(key, str) or not key.isidentifier():
@@ -106,7 +112,9 @@ def split_tools(
             desc = None
         if desc is None:
             obj = values[key]
-            doc = (getattr(obj, "__doc__", None) or "").strip().splitlines() if callable(obj) else []
+            doc = (
+                (getattr(obj, "__doc__", None) or "").strip().splitlines() if callable(obj) else []
+            )
             desc = doc[0] if doc else ("function" if callable(obj) else type(obj).__name__)
         descriptions[key] = desc
     return values, descriptions
@@ -120,7 +128,7 @@ def check_other_backends(backends: object, kwargs: object) -> list[tuple[str, di
         return []
     if isinstance(backends, str) or not isinstance(backends, (list, tuple)):
         raise TypeError("other_backends must be a list of backend names")
-    kw_list = list(kwargs or [{} for _ in backends])  # type: ignore[call-overload]
+    kw_list = list(kwargs) if kwargs is not None else [{} for _ in backends]  # type: ignore[call-overload]
     if len(kw_list) != len(backends):
         raise ValueError(
             f"other_backend_kwargs has {len(kw_list)} entries for {len(backends)} other_backends"

@@ -84,4 +84,3 @@ class Engine:
     def new_repl(self) -> REPL:
         """A fresh, unstarted REPL of the configured environment."""
         return make_repl(self.settings.environment, self.settings.environment_kwargs)
-

@@ -94,9 +94,7 @@ class LimitGuard:
                 f"max_tokens of {self.max_tokens:,} reached ({inp + out:,} tokens used)"
             )
         if self.max_budget is not None and cost >= self.max_budget:
-            return BudgetExceeded(
-                f"max_budget of ${self.max_budget:g} reached (${cost:.4f} spent)"
-            )
+            return BudgetExceeded(f"max_budget of ${self.max_budget:g} reached (${cost:.4f} spent)")
         return None
 
     def check(self) -> None:

@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass
 
 _OPEN = re.compile(r"^[ \t]*```[ \t]*(?P<tag>[A-Za-z0-9_+-]*)[ \t]*$")
-_FINAL_LINE = re.compile(r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\((?P<arg>.*)\)\s*(?:\*\*)?\s*\.?\s*$", re.S)
+_FINAL_LINE = re.compile(
+    r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\((?P<arg>.*)\)\s*(?:\*\*)?\s*\.?\s*$", re.S
+)
 _FALLBACK_TAGS = {"python", "py", "python3", ""}
 
 #: Arguments that are an instruction echoed back, not an answer.
@@ -56,8 +58,10 @@ def _blocks_with_tags(reply: str, tags: set[str] | None) -> list[str]:
     while i < len(lines):
         m = _OPEN.match(lines[i])
         tag = m.group("tag").lower() if m else None
-        wanted = m is not None and tag is not None and (
-            (tags is None and tag == "repl") or (tags is not None and tag in tags)
+        wanted = (
+            m is not None
+            and tag is not None
+            and ((tags is None and tag == "repl") or (tags is not None and tag in tags))
         )
         if not wanted:
             i += 1

@@ -98,6 +98,8 @@ class TerminalProgress:
         refresh_per_second: float = 4.0,
         code_lines: int = 2,
     ) -> None:
+        if refresh_per_second <= 0:
+            raise ValueError(f"refresh_per_second must be > 0, got {refresh_per_second!r}")
         self.console = console if console is not None else Console(stderr=True)
         self._use_live = self.console.is_terminal if live is None else live
         self._refresh = refresh_per_second
@@ -109,6 +111,8 @@ class TerminalProgress:
         self._search_mode: str | None = None
         self._live: Live | None = None
         self._live_lock = threading.Lock()
+        self._redraw: threading.Thread | None = None
+        self._stop_redraw = threading.Event()
         self._closed = False
 
     # ----------------------------------------------------------------- state
@@ -150,6 +154,8 @@ class TerminalProgress:
             if parent is not None:
                 self._row_of_run[event.run_id] = parent
         key = self._row_key(event)
+        if event.depth > 0 and key not in self._rows:
+            return None  # a child whose parent we never saw: no row of its own
         self._row_of_run.setdefault(event.run_id, key)
         row = self._row(key, event)
         root = event.depth == 0
@@ -189,6 +195,8 @@ class TerminalProgress:
                 row.status = event.status
             row.answer, row.error = event.answer, event.error
             row.iteration = max(row.iteration, event.iterations)
+            if event.candidate is not None:
+                return None  # CandidateFinished follows with the scoring inputs
             what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
             return f"{row.label}: {event.status} after {event.execution_time:.1f}s · {what}"
         elif isinstance(event, ev.CandidateFinished):
@@ -216,12 +224,12 @@ class TerminalProgress:
                 row.label,
                 Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
                 str(row.iteration),
-                row.code,
-                row.cell,
+                Text(row.code),  # Text, not str: model code is not rich markup
+                Text(row.cell),
                 subs,
                 f"{_tokens(row.input_tokens)} in / {_tokens(row.output_tokens)} out",
                 f"{row.elapsed(now):.1f}s",
-                answer,
+                Text(answer),
             )
         return table
 
@@ -257,24 +265,40 @@ class TerminalProgress:
 
     def _ensure_live(self) -> None:
         with self._live_lock:
-            if self._live is None and not self._closed:
-                self._live = Live(
-                    console=self.console,
-                    get_renderable=self._render,
-                    refresh_per_second=self._refresh,
-                    redirect_stdout=False,
-                    redirect_stderr=False,
-                )
-                self._live.start()
+            if self._live is not None or self._closed:
+                return
+            # Our own redraw thread rather than Live's: Live.stop() does not join its
+            # thread, and close() must leave no thread behind.
+            self._live = Live(
+                console=self.console,
+                get_renderable=self._render,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start(refresh=True)
+            self._stop_redraw.clear()
+            self._redraw = threading.Thread(
+                target=self._redraw_loop, args=(self._live,), name="lmrepl-progress", daemon=True
+            )
+            self._redraw.start()
+
+    def _redraw_loop(self, live: Live) -> None:
+        interval = 1.0 / self._refresh
+        while not self._stop_redraw.wait(interval):
+            live.refresh()
 
     def close(self) -> None:
         """Stop the live display (drawing the final state once). Safe to call twice."""
         with self._live_lock:
             self._closed = True
             live, self._live = self._live, None
+            redraw, self._redraw = self._redraw, None
+        self._stop_redraw.set()
+        if redraw is not None:
+            redraw.join()
         if live is not None:
-            live.refresh()
-            live.stop()
+            live.stop()  # draws the final frame
 
     def __enter__(self) -> TerminalProgress:
         return self
@@ -303,7 +327,7 @@ def render_search_summary(metadata: dict[str, Any]) -> RenderableType:
         cands.add_row(
             str(index),
             Text(str(cand.get("status", "")), style=_STATUS_STYLE.get(cand.get("status", ""), "")),
-            _one_line(text, 50),
+            Text(_one_line(text, 50)),
             _num(cand.get("cluster"), "d"),
             _num(cand.get("vc"), ".3f"),
             _num(cand.get("length"), "d"),
@@ -320,7 +344,7 @@ def render_search_summary(metadata: dict[str, Any]) -> RenderableType:
         members = list(cluster.get("members") or [])
         clusters.add_row(
             str(pos),
-            _one_line(cluster.get("answer"), 50),
+            Text(_one_line(cluster.get("answer"), 50)),
             str(cluster.get("votes", len(members))),
             ", ".join(str(m) for m in members),
             style="bold green" if winner is not None and winner in members else None,

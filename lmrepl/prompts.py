@@ -98,9 +98,7 @@ def build_system_prompt(
         if tools:
             text += "\n\nCustom tools in the REPL:\n" + tool_lines(tools)
     elif child:
-        text = CHILD_SYSTEM_PROMPT + (
-            "Custom tools:\n" + tool_lines(tools) if tools else ""
-        )
+        text = CHILD_SYSTEM_PROMPT + ("Custom tools:\n" + tool_lines(tools) if tools else "")
     else:
         text = SYSTEM_PROMPT.format(tools=tool_lines(tools))
     if confidence_instruction:
@@ -111,9 +109,7 @@ def build_system_prompt(
 def first_user_message(question: str, context_info: str, history_turns: int = 0) -> str:
     """The first user turn: what the context is and the question."""
     extra = (
-        f"\n`history` holds {history_turns} earlier question/answer turns."
-        if history_turns
-        else ""
+        f"\n`history` holds {history_turns} earlier question/answer turns." if history_turns else ""
     )
     return f"Context:\n{context_info}{extra}\n\nQuestion: {question}"
 

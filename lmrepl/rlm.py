@@ -70,7 +70,10 @@ class RLM:
     ) -> None:
         self.backend = backend if backend is not None else config.default_backend()
         self.backend_kwargs = dict(backend_kwargs or {})
-        config.check_backend(self.backend, backend_kwargs)
+        # The model's window size drives compaction; it is ours, not the client's.
+        self.context_window = self.backend_kwargs.pop("context_window", 32_768)
+        config.require_int("backend_kwargs['context_window']", self.context_window, 256)
+        config.check_backend(self.backend, self.backend_kwargs)
         self.environment = config.check_environment(environment, environment_kwargs)
         self.environment_kwargs = dict(environment_kwargs or {})
         config.require_int("depth", depth, 0)
@@ -90,11 +93,15 @@ class RLM:
             0 < compaction_threshold_pct <= 1
         ):
             raise ValueError("compaction_threshold_pct must be in (0, 1]")
-        for flag, value in (("verbose", verbose), ("persistent", persistent), ("compaction", compaction)):
+        for flag, value in (
+            ("verbose", verbose),
+            ("persistent", persistent),
+            ("compaction", compaction),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be True or False, got {value!r}")
         config.require_callable("logger", logger)
-        callbacks = {
+        callbacks: dict[str, Callable[..., None] | None] = {
             "on_subcall_start": on_subcall_start,
             "on_subcall_complete": on_subcall_complete,
             "on_iteration_start": on_iteration_start,
@@ -198,8 +205,12 @@ class RLM:
         except KeyboardInterrupt:
             guard.cancel()
             self.last_partial = self._completion(
-                question, trajectory._partial() or "", usage, started,
-                {"status": "cancelled", "steps": trajectory.steps}, contexts,
+                question,
+                trajectory._partial() or "",
+                usage,
+                started,
+                {"status": "cancelled", "steps": trajectory.steps},
+                contexts,
             )
             raise
         finally:
@@ -292,9 +303,7 @@ class RLM:
             sub_tool_descriptions=self.sub_tool_descriptions,
             compaction=self.compaction,
             compaction_threshold_pct=self.compaction_threshold_pct,
-            context_window_tokens=int(self.backend_kwargs.get("context_window", 32_768))
-            if isinstance(self.backend_kwargs.get("context_window"), int)
-            else 32_768,
+            context_window_tokens=self.context_window,
             confidence_instruction=confidence_instruction,
             temperature=temperature,
         )

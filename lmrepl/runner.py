@@ -42,7 +42,6 @@ from lmrepl.repl.base import REPL, CellResult
 from lmrepl.subcalls import SubcallBridge
 from lmrepl.usage import UsageTracker
 
-
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -109,7 +108,10 @@ class Trajectory:
         descriptions = s.sub_tool_descriptions if self.is_child else s.tool_descriptions
         custom = s.child_system_prompt if self.is_child else s.custom_system_prompt
         self.system_prompt = build_system_prompt(
-            custom, descriptions, child=self.is_child, confidence_instruction=s.confidence_instruction
+            custom,
+            descriptions,
+            child=self.is_child,
+            confidence_instruction=s.confidence_instruction,
         )
         self.max_iterations = (
             (s.child_max_iterations or s.max_iterations) if self.is_child else s.max_iterations
@@ -156,6 +158,10 @@ class Trajectory:
                 duration=time.perf_counter() - started,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            # A request cut short by the run's own deadline is that limit, not a backend fault.
+            limit = self.guard.exceeded() if isinstance(exc, BackendError) else None
+            if limit is not None:
+                raise limit from exc
             raise
         self.usage.record(completion)
         self.publish(
@@ -359,7 +365,9 @@ class Trajectory:
         self.guard.check()
         self.publish(CellStarted, iteration=iteration, index=index, code=code)
         bridge.begin_cell()
-        timeout = self.guard.clamp(self.engine.settings.environment_kwargs.get("cell_timeout", 60.0))
+        timeout = self.guard.clamp(
+            self.engine.settings.environment_kwargs.get("cell_timeout", 60.0)
+        )
         try:
             cell = self.repl.execute(code, timeout=timeout)
         finally:

@@ -92,7 +92,7 @@ class CandidateScore(BaseModel):
     index: int
     answer: str | None = None
     vc: float | None = None
-    length: int = Field(0, ge=0, description="Output tokens of the whole trace.")
+    length: int = Field(default=0, ge=0, description="Output tokens of the whole trace.")
     status: CandidateStatus = "done"
 
 

@@ -18,6 +18,7 @@ Everything depends only on the multiset of answers, never on their order.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -57,7 +58,7 @@ _PAIRS = {'"': '"', "'": "'", "(": ")", "[": "]", "{": "}", "<": ">"}
 # Markdown emphasis and inline code wrap with runs of one character ("**x**", "``x``").
 _RUN_WRAP_RE = re.compile(r"^(?P<run>(?P<ch>[*_`~])(?P=ch)*)(?P<body>[^*_`~].*?)(?P=run)$", re.S)
 _QUOTE_CHARS = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "‚": "'"})
-_OPTION_RE = re.compile(r"^(?:option|choice)?\s*\(?\s*([a-z])\s*[).:]?$")
+_OPTION_RE = re.compile(r"^(?:(?:option|choice)\s+)?\(?\s*([a-z])\s*[).:]?$")
 _MINUS_RE = re.compile(r"[\u2212\u2012\u2013\u2014]")  # typographic minus and dashes
 
 # A number standing on its own: not glued to letters or to another number through
@@ -69,7 +70,7 @@ _NUM_RE = re.compile(
     r"(?:\s*(?P<pct>%|percent\b|per\s+cent\b))?"
     r"(?![\w%])(?![-.,:/]\d)"
 )
-# A currency sign written before the sign ("$-5") is dropped the same way.
+# A currency sign directly before a number ("$5", "$-5", "€.5") is dropped.
 _CUR_RE = re.compile(r"[$€£¥₹](?=[-+]?\.?\d)")
 _TOKEN_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)*(?:e[-+]?\d+)?(?!\w)|\w+|[^\w\s]")
 _NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -125,9 +126,8 @@ def _strip_wrappers(text: str) -> str:
     run = _RUN_WRAP_RE.match(text)
     if run is not None and run.group("ch") not in run.group("body"):
         return run.group("body")
-    if text and text[-1] in _TRAIL_PUNCT and len(text) > 1:
-        return text[:-1]
-    return text
+    trimmed = text.rstrip(_TRAIL_PUNCT)
+    return trimmed if trimmed else text
 
 
 def _balanced_wrap(text: str) -> bool:
@@ -164,7 +164,7 @@ def normalize_answer(text: str | None) -> str:
     out = unicodedata.normalize("NFKC", str(text)).translate(_QUOTE_CHARS)
     out = _MINUS_RE.sub("-", out).casefold()
     out = " ".join(out.split())
-    for _ in range(32):  # bounded: each pass removes at least one character
+    for _ in range(64):  # bounded: a pathological nesting must not loop for long
         nxt = " ".join(_strip_wrappers(out).split())
         if nxt == out:
             break
@@ -178,17 +178,18 @@ def normalize_answer(text: str | None) -> str:
     return out if any(ch.isalnum() for ch in out) else ""
 
 
-def _tokens(normalized: str) -> list[str]:
-    return _TOKEN_RE.findall(normalized)
+@functools.lru_cache(maxsize=512)
+def _shape(normalized: str) -> tuple[str, int, frozenset[str], bool]:
+    """Tokens of a normalised answer, cached: tokenising dominates clustering time.
 
-
-def _is_number(token: str) -> bool:
-    return _NUMBER_TOKEN_RE.fullmatch(token) is not None
-
-
-def _contains_run(longer: list[str], shorter: list[str]) -> bool:
-    n = len(shorter)
-    return any(longer[i : i + n] == shorter for i in range(len(longer) - n + 1))
+    Returns the tokens joined by single spaces (tokens never contain whitespace, so a
+    contiguous run of tokens is exactly a space-delimited substring), the token count,
+    the set of number tokens, and whether every token is a number.
+    """
+    tokens = _TOKEN_RE.findall(normalized)
+    numbers = frozenset(t for t in tokens if _NUMBER_TOKEN_RE.fullmatch(t))
+    all_numeric = bool(tokens) and all(_NUMBER_TOKEN_RE.fullmatch(t) for t in tokens)
+    return " ".join(tokens), len(tokens), numbers, all_numeric
 
 
 def matches_inside(short: str, long: str) -> bool:
@@ -201,13 +202,14 @@ def matches_inside(short: str, long: str) -> bool:
     """
     if not short or short == long:
         return False
-    short_t, long_t = _tokens(short), _tokens(long)
-    if len(short_t) >= len(long_t) or not _contains_run(long_t, short_t):
+    short_joined, short_n, short_nums, short_numeric = _shape(short)
+    long_joined, long_n, long_nums, _ = _shape(long)
+    if short_n >= long_n or f" {short_joined} " not in f" {long_joined} ":
         return False
-    if all(_is_number(t) for t in short_t):
+    if short_numeric:
         # Numbers are exempt from the length rule ("42" joins "42 apples") but the
         # longer answer must not name any other number ("42 or 99", "42 of 100").
-        return {t for t in long_t if _is_number(t)} == set(short_t)
+        return long_nums == short_nums
     return len(short) > SHORT_ANSWER_CHARS
 
 

@@ -72,8 +72,13 @@ class SRLM(RLM):
             or isinstance(candidate_temperature, bool)
             or candidate_temperature < 0
         ):
-            raise ValueError(f"candidate_temperature must be >= 0 or None, got {candidate_temperature!r}")
-        for flag, value in (("confidence_elicitation", confidence_elicitation), ("early_stop", early_stop)):
+            raise ValueError(
+                f"candidate_temperature must be >= 0 or None, got {candidate_temperature!r}"
+            )
+        for flag, value in (
+            ("confidence_elicitation", confidence_elicitation),
+            ("early_stop", early_stop),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be True or False, got {value!r}")
         if self.persistent:
@@ -122,22 +127,36 @@ class SRLM(RLM):
         run_id = "direct"
         engine.bus.publish(
             SearchStarted(
-                run_id=run_id, mode="direct", n_candidates=1, candidate_parallel=1,
+                run_id=run_id,
+                mode="direct",
+                n_candidates=1,
+                candidate_parallel=1,
                 question=question,
             )
         )
         trajectory = Trajectory(engine, guard=guard, usage=usage, candidate=0, run_id=run_id)
         answer = direct_answer(trajectory, prompt, question)
         record = {
-            "index": 0, "status": "done", "answer": answer, "cluster": 0, "vc": None,
-            "length": usage.output_tokens, "score": None, "usage": usage.summary().to_dict(),
-            "error": None, "steps": [],
+            "index": 0,
+            "status": "done",
+            "answer": answer,
+            "cluster": 0,
+            "vc": None,
+            "length": usage.output_tokens,
+            "score": None,
+            "usage": usage.summary().to_dict(),
+            "error": None,
+            "steps": [],
         }
         clusters = [{"answer": answer, "members": [0], "votes": 1}]
         meta = {"mode": "direct", "candidates": [record], "clusters": clusters, "winner": 0}
         engine.bus.publish(
             SearchFinished(
-                run_id=run_id, answer=answer, winner=0, clusters=clusters, candidates=[record],
+                run_id=run_id,
+                answer=answer,
+                winner=0,
+                clusters=clusters,
+                candidates=[record],
                 execution_time=time.perf_counter() - started,
             )
         )
@@ -158,8 +177,11 @@ class SRLM(RLM):
         bus = engine.bus
         bus.publish(
             SearchStarted(
-                run_id=search_id, mode="rlm", n_candidates=k,
-                candidate_parallel=self.candidate_parallel, question=question,
+                run_id=search_id,
+                mode="rlm",
+                n_candidates=k,
+                candidate_parallel=self.candidate_parallel,
+                question=question,
             )
         )
         _prewarm(self.environment, min(k, self.candidate_parallel))
@@ -177,15 +199,22 @@ class SRLM(RLM):
                 self._run_candidate(engine, c, prompt, question, search_id)
             bus.publish(
                 CandidateFinished(
-                    run_id=f"{search_id}-c{c.index}", candidate=c.index, status=c.status,  # type: ignore[arg-type]
-                    answer=c.answer, error=c.error, vc=c.vc, length=c.usage.output_tokens,
+                    run_id=f"{search_id}-c{c.index}",
+                    candidate=c.index,
+                    status=c.status,
+                    answer=c.answer,
+                    error=c.error,
+                    vc=c.vc,
+                    length=c.usage.output_tokens,
                 )
             )
             if self.early_stop:
                 with lock:
                     _maybe_stop_early(cands)
 
-        pool = ThreadPoolExecutor(max_workers=self.candidate_parallel, thread_name_prefix="lmrepl-cand")
+        pool = ThreadPoolExecutor(
+            max_workers=self.candidate_parallel, thread_name_prefix="lmrepl-cand"
+        )
         futures: list[Future[None]] = [pool.submit(run, c) for c in cands]
         try:
             for f in futures:
@@ -193,7 +222,9 @@ class SRLM(RLM):
         except BaseException:
             guard.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            self.last_partial = self._finish(engine, usage, cands, question, started, search_id, prompt)
+            self.last_partial = self._finish(
+                engine, usage, cands, question, started, search_id, prompt
+            )
             raise
         pool.shutdown(wait=True)
         result = self._finish(engine, usage, cands, question, started, search_id, prompt)
@@ -211,7 +242,11 @@ class SRLM(RLM):
         self, engine: Engine, c: _Candidate, prompt: Any, question: str, search_id: str
     ) -> None:
         trajectory = Trajectory(
-            engine, guard=c.guard, usage=c.usage, depth=self.depth, candidate=c.index,
+            engine,
+            guard=c.guard,
+            usage=c.usage,
+            depth=self.depth,
+            candidate=c.index,
             run_id=f"{search_id}-c{c.index}",
         )
         try:
@@ -230,9 +265,7 @@ class SRLM(RLM):
             c.metadata = exc.metadata
         except Exception as exc:
             c.status, c.error = "failed", f"{type(exc).__name__}: {exc}"
-        c.steps = [
-            step_record(s["code"], s["output"], s["confidence"]) for s in trajectory.steps
-        ]
+        c.steps = [step_record(s["code"], s["output"], s["confidence"]) for s in trajectory.steps]
         if self.confidence_elicitation:
             c.vc = vc_score([s["confidence"] for s in trajectory.steps])
 
@@ -251,8 +284,11 @@ class SRLM(RLM):
                 c.status, c.error = "cancelled", c.error or "the search was interrupted"
         scores = [
             CandidateScore(
-                index=c.index, answer=c.answer, vc=c.vc, length=c.usage.output_tokens,
-                status=c.status,  # type: ignore[arg-type]
+                index=c.index,
+                answer=c.answer,
+                vc=c.vc,
+                length=c.usage.output_tokens,
+                status=c.status,
             )
             for c in cands
         ]
@@ -277,8 +313,12 @@ class SRLM(RLM):
         }
         engine.bus.publish(
             SearchFinished(
-                run_id=search_id, answer=answer, winner=winner, clusters=clusters,
-                candidates=records, execution_time=time.perf_counter() - started,
+                run_id=search_id,
+                answer=answer,
+                winner=winner,
+                clusters=clusters,
+                candidates=records,
+                execution_time=time.perf_counter() - started,
                 error=None if winner is not None else "every candidate failed",
             )
         )
@@ -303,10 +343,6 @@ def _prewarm(environment: str, n: int) -> None:
     """Start kernels ahead so parallel candidates do not each pay a cold start."""
     if environment != "kernel":
         return
-    try:
-        from lmrepl.repl.kernel_pool import prewarm
-    except ImportError:
-        return
-    prewarm(n)
+    from lmrepl.repl.kernel_pool import default_pool
 
-
+    default_pool().prewarm(n)

@@ -34,6 +34,9 @@ def direct_answer(trajectory: Trajectory, context: Any, question: str) -> str:
     """One model call with context and question (the question always reaches the model)."""
     messages = [
         {"role": "system", "content": DIRECT_SYSTEM},
-        {"role": "user", "content": f"Context:\n{context_as_text(context)}\n\nQuestion: {question}"},
+        {
+            "role": "user",
+            "content": f"Context:\n{context_as_text(context)}\n\nQuestion: {question}",
+        },
     ]
     return trajectory.model_call(messages, purpose="direct").text.strip()

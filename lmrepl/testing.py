@@ -9,6 +9,7 @@ path as a production model server, with scripted replies, statuses, delays and u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import selectors
@@ -283,10 +284,10 @@ class ScriptedServer:
             conns = list(self._connections)
             self._connections.clear()
         for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            # SHUT_RD ends idle keep-alive reads at once but still lets a handler
+            # that just woke from its delay write its "stopping" answer.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)
         self._httpd.server_close()
         self._wake_w.close()
         self._wake_r.close()

@@ -13,11 +13,12 @@ Error policy (also in docs/trajectory-schema.md and ``%%srlm?``):
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, validate
 
 from lmrepl_jupyter.driver import NullView, Outcome, View, run_with_view
@@ -25,6 +26,7 @@ from lmrepl_jupyter.html import RenderOptions
 from lmrepl_jupyter.options import (
     RunSpec,
     build_spec,
+    cell_magic,
     common_arguments,
     magic_arguments,
     mask_secrets,
@@ -40,10 +42,10 @@ EngineFactory = Callable[[str, dict[str, Any]], Any]
 
 def default_engine_factory(kind: str, kwargs: dict[str, Any]) -> Any:
     """Build ``lmrepl.SRLM`` (kind ``srlm``) or ``lmrepl.RLM`` (kind ``rlm``)."""
-    import lmrepl
+    from lmrepl.rlm import RLM
+    from lmrepl.srlm import SRLM
 
-    cls = lmrepl.SRLM if kind == "srlm" else lmrepl.RLM
-    return cls(**kwargs)
+    return SRLM(**kwargs) if kind == "srlm" else RLM(**kwargs)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -200,6 +202,7 @@ class SRLMMagics(Magics):
         n = int(spec.engine_kwargs.get("n_candidates", 1))
         state = PanelState(kind=spec.kind, question=spec.question, n_candidates=n)
         rec = state.record
+        rec.started_at = time.time()  # the clock starts with the cell, not the first event
         rec.candidate_parallel = int(spec.engine_kwargs.get("candidate_parallel", 1))
         rec.backend = str(spec.engine_kwargs.get("backend"))
         rec.model = spec.model
@@ -213,6 +216,9 @@ class SRLMMagics(Magics):
             view,
             interval=self.refresh_interval,
         )
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()  # the model clients; the REPLs ended with the run
         _settle(state, outcome, spec.kind)
         view.finish(state)
         result = SRLMResult(state.record, outcome.completion, panel)
@@ -227,7 +233,7 @@ class SRLMMagics(Magics):
 
 def _settle(state: PanelState, outcome: Outcome, kind: str) -> None:
     """Give ``state`` its final status from how the engine call ended."""
-    from lmrepl.errors import RunStopped
+    from lmrepl.errors import AllCandidatesFailed, RunCancelled, RunStopped
 
     comp, err = outcome.completion, outcome.error
     if comp is not None:
@@ -237,8 +243,15 @@ def _settle(state: PanelState, outcome: Outcome, kind: str) -> None:
             status = "done"
         state.record.usage = comp.usage_summary.to_dict()
         state.finish(status, answer=comp.response, execution_time=comp.execution_time)
-    elif outcome.cancelled or isinstance(err, KeyboardInterrupt):
+    elif outcome.cancelled or isinstance(err, KeyboardInterrupt | RunCancelled):
+        if isinstance(err, RunStopped):
+            state.merge_metadata(err.metadata)
+            state.record.usage = err.usage.to_dict()
         state.finish("cancelled", error="cancelled by the user")
+    elif isinstance(err, AllCandidatesFailed):
+        state.merge_metadata(err.metadata)
+        state.record.usage = err.usage.to_dict()
+        state.finish("failed", error=_one_line(err))
     elif isinstance(err, RunStopped):
         state.merge_metadata(err.metadata)
         state.record.usage = err.usage.to_dict()

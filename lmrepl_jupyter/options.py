@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
+from IPython.core.magic import cell_magic as _cell_magic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +38,11 @@ def magic_arguments(func: F) -> F:
 def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
     """Parse ``line`` with ``magic``'s parser (argparse errors become UsageError)."""
     return cast(argparse.Namespace, _ma.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
+
+
+def cell_magic(func: F) -> F:
+    """IPython's ``cell_magic`` method marker, typed."""
+    return cast(F, _cell_magic(func))
 
 
 def _apply(func: F, decorators: list[Callable[[F], F]]) -> F:

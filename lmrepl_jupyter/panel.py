@@ -69,7 +69,7 @@ class WidgetPanel:
         self.header = widgets.HTML()
         self.clusters = widgets.HTML()
         self.row = widgets.HBox(
-            [], layout=widgets.Layout(width="100%", align_items="flex-start", overflow_x="auto")
+            [], layout=widgets.Layout(width="100%", align_items="flex-start", overflow="auto")
         )
         self.widget = widgets.VBox([self.header, self.clusters, self.row])
         self.widget.add_class(PANEL_CLASS)

@@ -165,7 +165,7 @@ class PanelState:
     def _search_started(self, ev: SearchStarted) -> None:
         rec = self.record
         rec.mode = ev.mode
-        rec.question = ev.question or rec.question
+        rec.question = rec.question or ev.question
         rec.n_candidates = ev.n_candidates
         rec.candidate_parallel = ev.candidate_parallel
         rec.status = "running"

@@ -11,7 +11,7 @@ from lmrepl.testing import ScriptedServer
 
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedServer]:
-    """A started :class:`ScriptedServer` (every reply "ok" until ``.script(...)``), stopped after."""
+    """A started :class:`ScriptedServer` (replies "ok" until ``.script(...)``); stopped after."""
     server = ScriptedServer().start()
     try:
         yield server

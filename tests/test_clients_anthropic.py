@@ -20,7 +20,9 @@ def client_for(server: ScriptedServer, **kwargs: Any) -> AnthropicClient:
 
 
 def test_system_prompt_placement_and_usage(scripted_server: ScriptedServer) -> None:
-    scripted_server.script([ScriptedReply(text="fine", usage={"input_tokens": 11, "output_tokens": 7})])
+    scripted_server.script(
+        [ScriptedReply(text="fine", usage={"input_tokens": 11, "output_tokens": 7})]
+    )
     client = client_for(scripted_server)
     out = client.complete(
         [
@@ -127,7 +129,7 @@ def test_overloaded_retried_then_error(scripted_server: ScriptedServer) -> None:
     with pytest.raises(BackendError, match=r"anthropic.*claude-test.*HTTP 500.*internal"):
         client_for(scripted_server, max_retries=1).complete([{"role": "user", "content": "x"}])
     scripted_server.script([ScriptedReply(status=401, text="invalid x-api-key")])
-    with pytest.raises(BackendError, match="401.*invalid x-api-key") as info:
+    with pytest.raises(BackendError, match=r"401.*invalid x-api-key") as info:
         client.complete([{"role": "user", "content": "x"}])
     client.close()
     assert info.value.status == 401

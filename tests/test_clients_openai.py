@@ -84,7 +84,11 @@ def test_empty_choices_and_null_content(scripted_server: ScriptedServer) -> None
         body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}
         if len(scripted_server.requests) == 2:
             body["choices"] = [
-                {"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None},
+                    "finish_reason": "stop",
+                }
             ]
         return ScriptedReply(body=body)
 
@@ -141,7 +145,9 @@ def test_temperature_precedence(scripted_server: ScriptedServer) -> None:
     client.complete(USER, CallOptions(temperature=0.1))
     client.complete(USER)
     client.complete(USER, CallOptions(extra_body={"temperature": 0.5}))
-    with_kwarg = client_for(scripted_server, temperature=0.3, default_extra_body={"temperature": 0.9})
+    with_kwarg = client_for(
+        scripted_server, temperature=0.3, default_extra_body={"temperature": 0.9}
+    )
     with_kwarg.complete(USER)
     with_kwarg.complete(USER, CallOptions(temperature=0.0))
     client.close()
@@ -164,9 +170,10 @@ def test_429_retried_honouring_retry_after(scripted_server: ScriptedServer) -> N
 
 
 def test_5xx_retried_then_backend_error(scripted_server: ScriptedServer) -> None:
-    scripted_server.script([ScriptedReply(status=500, text="boom")] + [
-        ScriptedReply(status=503, text="overloaded")
-    ] * 2)
+    scripted_server.script(
+        [ScriptedReply(status=500, text="boom")]
+        + [ScriptedReply(status=503, text="overloaded")] * 2
+    )
     client = client_for(scripted_server, max_retries=2)
     with pytest.raises(BackendError) as info:
         client.complete(USER)
@@ -181,7 +188,7 @@ def test_5xx_retried_then_backend_error(scripted_server: ScriptedServer) -> None
 def test_400_not_retried(scripted_server: ScriptedServer) -> None:
     scripted_server.script([ScriptedReply(status=400, text="bad request: no such field"), "never"])
     client = client_for(scripted_server)
-    with pytest.raises(BackendError, match="HTTP 400.*no such field"):
+    with pytest.raises(BackendError, match=r"HTTP 400.*no such field"):
         client.complete(USER)
     client.close()
     assert len(scripted_server.requests) == 1
@@ -200,7 +207,9 @@ def test_timeout_retried_then_backend_error(scripted_server: ScriptedServer) -> 
 
 
 def test_call_timeout_bounds_retries(scripted_server: ScriptedServer) -> None:
-    scripted_server.script(responder=lambda r: ScriptedReply(status=503, headers={"Retry-After": "5"}))
+    scripted_server.script(
+        responder=lambda r: ScriptedReply(status=503, headers={"Retry-After": "5"})
+    )
     client = client_for(scripted_server, max_retries=10)
     start = time.monotonic()
     with pytest.raises(BackendError, match="503"):
@@ -247,13 +256,18 @@ def test_missing_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BackendError, match="OPENAI_API_KEY"):
         client.complete(USER)
     client.close()
+    explicit = OpenAIClient("gpt-x", base_url="https://api.openai.com/v1")
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        explicit.check()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     keyed = make_client("openai", {"model_name": "gpt-x"})
     keyed.check()  # a key and the default endpoint: nothing to check on the network
     keyed.close()
 
 
-def test_api_key_sent_and_placeholder(scripted_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_sent_and_placeholder(
+    scripted_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     client_for(scripted_server).complete(USER)
     client_for(scripted_server, api_key="sk-real").complete(USER)
@@ -277,3 +291,35 @@ def test_concurrent_calls_on_one_client(scripted_server: ScriptedServer) -> None
     assert len(scripted_server.requests) == 32
     # Two waves of 16 at 200 ms; generous bound for a shared 2-core machine.
     assert elapsed < 1.2
+
+
+def test_retry_helpers() -> None:
+    import email.utils
+
+    from lmrepl.clients.retry import RetryPolicy, call_with_retries, parse_retry_after
+
+    assert parse_retry_after({"Retry-After": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "250", "Retry-After": "9"}) == 0.25
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after(None) is None
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < (parse_retry_after({"Retry-After": when}) or 0) <= 30
+    policy = RetryPolicy(max_retries=3, base_delay=1.0, max_delay=3.0)
+    for i, cap in enumerate([1.0, 2.0, 3.0, 3.0]):
+        assert cap / 2 <= policy.backoff(i) <= cap
+
+    def broken(timeout: float | None) -> str:
+        raise KeyError("not an API error")
+
+    # Programming errors are not retried or wrapped.
+    with pytest.raises(KeyError):
+        call_with_retries(broken, backend="b", model="m", policy=policy, request_timeout=1)
+
+
+def test_refused_error_names_endpoint() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    client = OpenAIClient("m", base_url=url, max_retries=0)
+    with pytest.raises(BackendError) as info:
+        client.complete(USER)
+    client.close()
+    assert str(info.value).startswith(f"openai backend at {url}, model 'm': connection refused")

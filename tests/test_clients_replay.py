@@ -198,3 +198,41 @@ def test_valid_kwargs_pass_without_network() -> None:
     client = make_client("openai", {"model_name": "m", "base_url": "http://127.0.0.1:9/v1"})
     assert client.backend == "openai"
     client.close()
+
+
+def test_local_backend_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("lmrepl.clients.local")
+    fake.LOCAL_BACKEND_KWARGS = frozenset({"model_path", "timeout", "n_parallel"})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lmrepl.clients.local", fake)
+    validate_backend("local", {"model_path": "/m.gguf", "timeout": 3})
+    with pytest.raises(TypeError, match=r"'model_name'.*accepted: model_path, n_parallel, timeout"):
+        validate_backend("local", {"model_name": "x"})
+    with pytest.raises(ValueError, match="timeout"):
+        validate_backend("local", {"timeout": 0})
+    # An unavailable local module only affects the local backend.
+    monkeypatch.setitem(sys.modules, "lmrepl.clients.local", None)
+    with pytest.raises(ValueError, match="'local' backend is not available"):
+        validate_backend("local", {})
+    validate_backend("replay", {"replies": ["a"]})
+
+
+def test_construction_imports_no_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lmrepl.clients import make_client, validate_backend\n"
+        "validate_backend('openai', {'model_name': 'm'})\n"
+        "make_client('anthropic', {'model_name': 'c', 'api_key': 'k'})\n"
+        "make_client('openai', {'model_name': 'm', 'base_url': 'http://127.0.0.1:9/v1'})\n"
+        "print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    # Importing the SDKs costs seconds; it waits for the first real call.
+    assert out.stdout.strip() == "[]"

@@ -12,7 +12,9 @@ from lmrepl import events as ev
 from lmrepl.logger import RLMLogger, read_log
 
 
-def _run(run_id: str, candidate: int | None = None, context_info: str = "str, 10 chars") -> list[ev.Event]:
+def _run(
+    run_id: str, candidate: int | None = None, context_info: str = "str, 10 chars"
+) -> list[ev.Event]:
     return [
         ev.RunStarted(
             run_id=run_id,
@@ -24,14 +26,28 @@ def _run(run_id: str, candidate: int | None = None, context_info: str = "str, 10
             environment="local",
         ),
         ev.IterationStarted(run_id=run_id, candidate=candidate, iteration=1),
-        ev.CellStarted(run_id=run_id, candidate=candidate, iteration=1, index=0, code="len(context)"),
+        ev.CellStarted(
+            run_id=run_id, candidate=candidate, iteration=1, index=0, code="len(context)"
+        ),
         ev.CellFinished(
-            run_id=run_id, candidate=candidate, iteration=1, index=0, code="len(context)", output="10", status="ok"
+            run_id=run_id,
+            candidate=candidate,
+            iteration=1,
+            index=0,
+            code="len(context)",
+            output="10",
+            status="ok",
         ),
         ev.IterationFinished(
-            run_id=run_id, candidate=candidate, iteration=1, reply="```repl\nlen(context)\n```", confidence=80.0
+            run_id=run_id,
+            candidate=candidate,
+            iteration=1,
+            reply="```repl\nlen(context)\n```",
+            confidence=80.0,
         ),
-        ev.RunFinished(run_id=run_id, candidate=candidate, status="done", answer="10", iterations=1),
+        ev.RunFinished(
+            run_id=run_id, candidate=candidate, status="done", answer="10", iterations=1
+        ),
     ]
 
 
@@ -53,7 +69,11 @@ def test_file_name_pattern_and_round_trip(tmp_path: Path) -> None:
 
 def test_candidate_events_also_get_their_own_file(tmp_path: Path) -> None:
     with RLMLogger(tmp_path) as logger:
-        logger(ev.SearchStarted(run_id="s", mode="rlm", n_candidates=2, candidate_parallel=2, question="q"))
+        logger(
+            ev.SearchStarted(
+                run_id="s", mode="rlm", n_candidates=2, candidate_parallel=2, question="q"
+            )
+        )
         c0, c1 = _run("a", candidate=0), _run("b", candidate=1)
         for x, y in zip(c0, c1, strict=True):
             logger(x)
@@ -102,7 +122,9 @@ def test_eight_threads_write_whole_lines(tmp_path: Path) -> None:
     for cand in range(8):
         mine = [e for e in main if e.candidate == cand]
         # Each thread's events stay in its own publish order.
-        assert [e.iteration for e in mine if isinstance(e, ev.IterationStarted)] == list(range(per_thread))
+        assert [e.iteration for e in mine if isinstance(e, ev.IterationStarted)] == list(
+            range(per_thread)
+        )
         assert len(read_log(logger.candidate_path(cand))) == per_thread
 
 
@@ -140,6 +162,7 @@ def test_works_as_bus_subscriber(tmp_path: Path) -> None:
     assert len(read_log(logger.path)) == 6
 
 
-def test_bad_file_name() -> None:
+def test_bad_file_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plain name"):
-        RLMLogger("/tmp", file_name="a/b")
+        RLMLogger(tmp_path, file_name="a/b")
+    assert list(tmp_path.iterdir()) == []

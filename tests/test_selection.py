@@ -27,6 +27,7 @@ NORMALIZE_CASES: list[tuple[str | None, str]] = [
     ("[Paris]", "paris"),
     ("(Paris)", "paris"),
     ("Paris!", "paris"),
+    ("Paris?!" + "!" * 80, "paris"),
     ("The answer is Paris.", "paris"),
     ("Answer: Paris", "paris"),
     ("Final answer: **New York City**.", "new york city"),
@@ -48,6 +49,7 @@ NORMALIZE_CASES: list[tuple[str | None, str]] = [
     ("b)", "b"),
     ("Option C", "c"),
     ("answer: (d)", "d"),
+    ("optiona", "optiona"),  # a word, not "option a"
     ("2024-01-05", "2024-01-05"),  # dates stay as written
     ("v1.2.3", "v1.2.3"),
     ("1,2,3", "1,2,3"),  # a list, not a thousands separator

@@ -123,9 +123,12 @@ def _usage(backend: str, name: str, value: object) -> None:
         return
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return
-    if isinstance(value, Mapping) and set(value) <= {"input_tokens", "output_tokens"}:
-        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
-            return
+    if (
+        isinstance(value, Mapping)
+        and set(value) <= {"input_tokens", "output_tokens"}
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values())
+    ):
+        return
     raise _fail(
         backend,
         name,
@@ -193,7 +196,9 @@ def validate_backend(backend: str, backend_kwargs: Mapping[str, Any] | None) -> 
             f"unknown backend {backend!r}; known backends: {', '.join(known_backends())}"
         )
     if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
-        raise TypeError(f"backend_kwargs must be a dict or None, got {type(backend_kwargs).__name__}")
+        raise TypeError(
+            f"backend_kwargs must be a dict or None, got {type(backend_kwargs).__name__}"
+        )
     kwargs = dict(backend_kwargs or {})
     if backend == "local":
         accepted = _local_kwargs()

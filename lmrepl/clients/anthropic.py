@@ -97,11 +97,10 @@ class AnthropicClient(ModelClient):
         temperature: float | None = None,
     ) -> None:
         super().__init__(model_name)
-        import anthropic
-
         self.base_url = base_url
         key = api_key or os.environ.get(self.api_key_env) or None
         self.missing_api_key = key is None and base_url is None
+        self._api_key = key or "not-needed"
         self.max_tokens = int(max_tokens)
         self.default_extra_body = dict(default_extra_body or {})
         self.default_headers = dict(default_headers or {})
@@ -110,14 +109,23 @@ class AnthropicClient(ModelClient):
         self.prices = dict(prices) if prices else None
         self.response_format = response_format
         self.temperature = temperature
-        self._closed = threading.Event()
-        self._client = anthropic.Anthropic(
-            api_key=key or "not-needed",
-            base_url=base_url,
-            timeout=self.timeout,
-            max_retries=0,
-            default_headers=self.default_headers or None,
-        )
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def _sdk(self) -> Any:
+        """The SDK client, built on first use (importing ``anthropic`` takes seconds)."""
+        with self._lock:
+            if self._client is None:
+                import anthropic
+
+                self._client = anthropic.Anthropic(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    timeout=self.timeout,
+                    max_retries=0,
+                    default_headers=self.default_headers or None,
+                )
+            return self._client
 
     def check(self) -> None:
         """Missing ``ANTHROPIC_API_KEY`` or an unreachable ``base_url``: ``ConfigurationError``."""
@@ -161,8 +169,10 @@ class AnthropicClient(ModelClient):
         if extra:
             params["extra_body"] = extra
 
+        sdk = self._sdk()
+
         def attempt(timeout: float | None) -> Any:
-            return self._client.messages.create(
+            return sdk.messages.create(
                 **params, timeout=timeout if timeout is not None else self.timeout
             )
 
@@ -173,10 +183,13 @@ class AnthropicClient(ModelClient):
             policy=self.retry_policy,
             request_timeout=self.timeout,
             total_timeout=opts.timeout,
+            endpoint=self.base_url,
         )
         return self._to_completion(response, shaped, system)
 
-    def _to_completion(self, response: Any, messages: list[Message], system: str | None) -> Completion:
+    def _to_completion(
+        self, response: Any, messages: list[Message], system: str | None
+    ) -> Completion:
         """Concatenated text blocks plus usage (estimated when the server sends none)."""
         blocks = getattr(response, "content", None) or []
         text = "".join(
@@ -204,7 +217,8 @@ class AnthropicClient(ModelClient):
         )
 
     def close(self) -> None:
-        """Close the SDK's connection pool (idempotent)."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self._client.close()
+        """Close the SDK's connection pool (idempotent; a later call opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

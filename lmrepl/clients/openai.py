@@ -8,14 +8,15 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient
+from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient, merge_same_role
 from lmrepl.clients.base import estimate_tokens as _estimate
-from lmrepl.clients.base import merge_same_role
 from lmrepl.clients.retry import RetryPolicy, call_with_retries
 from lmrepl.errors import BackendError, ConfigurationError
 
 #: Sent as the key to servers that need none (llama-server, vLLM without --api-key).
 PLACEHOLDER_API_KEY = "not-needed"
+#: The real endpoint's host: the only one that certainly needs a key.
+OFFICIAL_HOST = "api.openai.com"
 #: How long ``check()`` waits for a TCP connection to a configured ``base_url``.
 CHECK_CONNECT_TIMEOUT_S = 2.0
 
@@ -36,7 +37,9 @@ OPENAI_BACKEND_KWARGS = frozenset(
 )
 
 
-def price_cost(prices: dict[str, float] | None, input_tokens: int, output_tokens: int) -> float | None:
+def price_cost(
+    prices: dict[str, float] | None, input_tokens: int, output_tokens: int
+) -> float | None:
     """USD for a call from ``{"input": usd_per_Mtok, "output": usd_per_Mtok}``, or None."""
     if not prices:
         return None
@@ -104,6 +107,10 @@ class OpenAIClient(ModelClient):
 
     One SDK client per instance; httpx's connection pool makes it safe to share
     between threads. SDK retries are off: :mod:`lmrepl.clients.retry` retries instead.
+
+    For subclasses (the ``local`` backend): the SDK client is built on the first call, so
+    ``base_url`` may be set after ``__init__``; override ``check()`` when the server is
+    started on demand rather than expected to be listening already.
     """
 
     backend = "openai"
@@ -126,14 +133,12 @@ class OpenAIClient(ModelClient):
         temperature: float | None = None,
     ) -> None:
         super().__init__(model_name)
-        import openai
-
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = api_key or os.environ.get(self.api_key_env) or None
         #: True when no real key was found and none is needed (a custom base_url).
-        self.missing_api_key = key is None and self.base_url is None
-        if key is None:
-            key = PLACEHOLDER_API_KEY
+        official = self.base_url is None or urlsplit(self.base_url).hostname == OFFICIAL_HOST
+        self.missing_api_key = key is None and official
+        self._api_key = key if key is not None else PLACEHOLDER_API_KEY
         self.default_extra_body = dict(default_extra_body or {})
         self.default_headers = dict(default_headers or {})
         self.timeout = float(timeout)
@@ -141,17 +146,30 @@ class OpenAIClient(ModelClient):
         self.prices = dict(prices) if prices else None
         self.response_format = response_format
         self.temperature = temperature
-        self._closed = threading.Event()
-        self._client = openai.OpenAI(
-            api_key=key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=0,
-            default_headers=self.default_headers or None,
-        )
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def _sdk(self) -> Any:
+        """The SDK client, built on first use.
+
+        Built late so that construction stays cheap and network-free, and so that a
+        subclass may settle ``base_url`` (e.g. after starting a server) before the first call.
+        """
+        with self._lock:
+            if self._client is None:
+                import openai
+
+                self._client = openai.OpenAI(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    timeout=self.timeout,
+                    max_retries=0,
+                    default_headers=self.default_headers or None,
+                )
+            return self._client
 
     def check(self) -> None:
-        """No key for the real endpoint, or a ``base_url`` that refuses TCP: ``ConfigurationError``."""
+        """``ConfigurationError``: no key for the real endpoint, or ``base_url`` refuses TCP."""
         if self.missing_api_key:
             raise ConfigurationError(
                 f"{self.backend} backend: no API key; set {self.api_key_env} in the environment "
@@ -187,8 +205,10 @@ class OpenAIClient(ModelClient):
         if extra:
             params["extra_body"] = extra
 
+        sdk = self._sdk()
+
         def attempt(timeout: float | None) -> Any:
-            return self._client.chat.completions.create(
+            return sdk.chat.completions.create(
                 **params, timeout=timeout if timeout is not None else self.timeout
             )
 
@@ -199,6 +219,7 @@ class OpenAIClient(ModelClient):
             policy=self.retry_policy,
             request_timeout=self.timeout,
             total_timeout=opts.timeout,
+            endpoint=self.base_url,
         )
         return self._to_completion(response, merged)
 
@@ -229,10 +250,11 @@ class OpenAIClient(ModelClient):
         )
 
     def close(self) -> None:
-        """Close the SDK's connection pool (idempotent)."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self._client.close()
+        """Close the SDK's connection pool (idempotent; a later call opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def _reported_cost(usage: Any) -> float | None:

@@ -110,7 +110,11 @@ class ReplayClient(ModelClient):
                 return item, None
             records = self._records or []
             index = next(
-                (i for i, r in enumerate(records) if not self._used[i] and r.get("messages") == messages),
+                (
+                    i
+                    for i, r in enumerate(records)
+                    if not self._used[i] and r.get("messages") == messages
+                ),
                 None,
             )
             if index is None:

@@ -40,7 +40,7 @@ class RetryPolicy:
         """Sleep before retry number ``retry_index`` (0-based), without a server hint."""
         cap = min(self.max_delay, self.base_delay * (2**retry_index))
         # "Equal jitter": keeps at least half the delay so bursts still spread out.
-        return cap / 2 + random.uniform(0, cap / 2)
+        return float(cap / 2 + random.uniform(0, cap / 2))
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Failure:
     def describe(self) -> str:
         """Short label for messages: ``HTTP 503``, ``timeout``, ``connection refused``."""
         if self.kind == "status":
-            return f"HTTP {self.status}"
+            return f"HTTP {self.status}" if self.status is not None else "invalid response"
         return self.kind if self.kind == "timeout" else self.text or "connection error"
 
 
@@ -91,10 +91,7 @@ def error_text(body: object, fallback: str = "") -> str:
     text: object = None
     if isinstance(body, dict):
         err = body.get("error", body)
-        if isinstance(err, dict):
-            text = err.get("message") or err.get("detail") or err
-        else:
-            text = err
+        text = (err.get("message") or err.get("detail") or err) if isinstance(err, dict) else err
         if text is None:
             text = body.get("message")
     elif body is not None:
@@ -155,12 +152,14 @@ def call_with_retries(
     policy: RetryPolicy,
     request_timeout: float | None,
     total_timeout: float | None = None,
+    endpoint: str | None = None,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> T:
     """Run ``attempt(timeout_s)`` until it succeeds or the policy gives up.
 
     ``request_timeout`` bounds one attempt; ``total_timeout`` bounds the whole call,
     retries and sleeps included, and each attempt's timeout shrinks to what is left.
+    ``endpoint`` (a URL) is named in the final error when given.
     """
     start = time.monotonic()
     deadline = start + total_timeout if total_timeout is not None else None
@@ -170,6 +169,10 @@ def call_with_retries(
         if deadline is not None:
             left = deadline - time.monotonic()
             timeout = left if timeout is None else min(timeout, left)
+            if timeout <= 0:
+                # Only a sleep that overshot gets here; no time is left for another attempt.
+                late = Failure("timeout", False, text="timeout")
+                raise _give_up(late, backend, model, endpoint, tries, time.monotonic() - start)
         tries += 1
         try:
             return attempt(timeout)
@@ -179,22 +182,24 @@ def call_with_retries(
                 raise
             last_exc = exc
         delay = (
-            failure.retry_after
-            if failure.retry_after is not None
-            else policy.backoff(tries - 1)
+            failure.retry_after if failure.retry_after is not None else policy.backoff(tries - 1)
         )
         out_of_time = deadline is not None and time.monotonic() + delay >= deadline
         if not failure.retryable or tries > policy.max_retries or out_of_time:
-            raise _give_up(failure, backend, model, tries, time.monotonic() - start) from last_exc
+            elapsed = time.monotonic() - start
+            raise _give_up(failure, backend, model, endpoint, tries, elapsed) from last_exc
         sleep(delay)
 
 
-def _give_up(failure: Failure, backend: str, model: str, tries: int, elapsed: float) -> BackendError:
+def _give_up(
+    failure: Failure, backend: str, model: str, endpoint: str | None, tries: int, elapsed: float
+) -> BackendError:
     """The final error after ``tries`` attempts."""
     label = failure.describe()
     detail = failure.text if failure.kind == "status" else ""
     attempts = "1 attempt" if tries == 1 else f"{tries} attempts"
-    msg = f"{backend} backend, model {model!r}: {label}"
+    where = f" at {endpoint}" if endpoint else ""
+    msg = f"{backend} backend{where}, model {model!r}: {label}"
     if detail:
         msg += f": {detail}"
     msg += f" (after {attempts}, {elapsed:.1f}s)"

@@ -39,10 +39,11 @@ __all__ = [
     "ModelFileError",
     "Part",
     "PartSpec",
-    "resolve_cache_dir",
     "ensure_model",
     "locate_parts",
     "model_path",
+    "resolve_cache_dir",
+    "verify_model",
 ]
 
 #: Name the server reports for the embedded model (and the OpenAI ``model`` field).
@@ -253,6 +254,16 @@ def ensure_model(
     return target
 
 
+def verify_model(
+    cache_dir: str | os.PathLike[str] | None = None, parts: Sequence[Part] | None = None
+) -> Path:
+    """Like :func:`ensure_model`, but hash the joined file again even if its stamp is valid."""
+    target = model_path(cache_dir)
+    with contextlib.suppress(FileNotFoundError):
+        _stamp_path(target).unlink()
+    return ensure_model(cache_dir, parts)
+
+
 def _stamp_path(target: Path) -> Path:
     return target.with_name(target.name + _STAMP_SUFFIX)
 
@@ -317,6 +328,9 @@ def _join(directory: Path, target: Path, parts: list[Part], size: int, sha256: s
     fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix="-" + target.name, dir=directory)
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):
+            # mkstemp makes the file private; the model is no secret.
+            os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as out:
             total, written = _copy_parts(parts, out)
             out.flush()

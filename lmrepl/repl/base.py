@@ -82,7 +82,11 @@ class REPL(ABC):
 
     @abstractmethod
     def start(self, bridge: HostBridge) -> None:
-        """Make the REPL ready; model calls from code go to ``bridge``."""
+        """Make the REPL ready; model calls from code go to ``bridge``.
+
+        Calling it again on a started REPL (the next turn of a persistent session)
+        only replaces the bridge; contexts and variables stay.
+        """
 
     @abstractmethod
     def add_context(self, value: Any) -> int:

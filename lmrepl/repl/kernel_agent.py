@@ -111,6 +111,8 @@ class Agent:
         self.chunks: dict[str, bytearray] = {}
         self.ascii_offset = _ascii_offset()
         self.runtimes: dict[int, Any] = {0: runtime.install(shell.user_ns, self._host_call(0))}
+        # Names IPython itself put in the user namespace are not the model's variables.
+        self.baseline = {k: id(v) for k, v in shell.user_ns.items()}
         self.cells = 0
         shell.events.register("pre_run_cell", self._pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
@@ -248,7 +250,11 @@ class Agent:
         self._rt(op).reset_submission()
 
     def op_vars(self, op: dict[str, Any]) -> dict[str, str]:
-        return dict(self._rt(op).user_variables())
+        found = dict(self._rt(op).user_variables())
+        if int(op.get("ns", 0)) == 0:
+            ns = self.shell.user_ns
+            found = {k: t for k, t in found.items() if self.baseline.get(k) != id(ns.get(k))}
+        return found
 
     def op_poll(self, op: dict[str, Any]) -> dict[str, Any]:
         return dict(self._rt(op).poll())
@@ -352,7 +358,10 @@ def boot(runtime_source: str) -> Agent:
     """Install the runtime into the user namespace and register the agent module."""
     shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - an IPython builtin
     shell.run_line_magic("xmode", "Plain")
-    shell.colors = "nocolor"
+    try:
+        shell.colors = "nocolor"
+    except Exception:
+        pass  # the host strips ANSI codes anyway
     runtime = types.ModuleType("lmrepl_runtime")
     sys.modules["lmrepl_runtime"] = runtime
     exec(compile(runtime_source, RUNTIME_FILE, "exec"), runtime.__dict__)

@@ -33,7 +33,9 @@ class CellTimeout(BaseException):
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     ident = thread.ident
     if ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(exc_type)
+        )
 
 
 def ship_context(value: Any) -> Any:
@@ -71,7 +73,13 @@ class LocalREPL(REPL):
         return self._runtime
 
     def start(self, bridge: HostBridge) -> None:
-        """Install the REPL names; host calls go straight to ``bridge``."""
+        """Install the REPL names; host calls go straight to ``bridge``.
+
+        On a started REPL (a persistent session's next turn) only the bridge changes.
+        """
+        if self._runtime is not None:
+            self._runtime.host_call = bridge.call
+            return
         self._runtime = install(self.ns, bridge.call)
 
     def add_context(self, value: Any) -> int:
@@ -107,7 +115,10 @@ class LocalREPL(REPL):
         self._counter += 1
         box: dict[str, Any] = {}
         thread = threading.Thread(
-            target=self._run_cell, args=(code, box), name=f"lmrepl-cell-{self._counter}", daemon=True
+            target=self._run_cell,
+            args=(code, box),
+            name=f"lmrepl-cell-{self._counter}",
+            daemon=True,
         )
         started = time.perf_counter()
         thread.start()
@@ -158,7 +169,8 @@ class LocalREPL(REPL):
         tree = ast.parse(code, filename=CELL_FILENAME, mode="exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = tree.body.pop().value
+            last = tree.body[-1].value
+            tree.body.pop()
         if tree.body:
             exec(compile(tree, CELL_FILENAME, "exec"), self.ns)
         if last is None:

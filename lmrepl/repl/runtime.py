@@ -57,7 +57,9 @@ class Runtime:
     def llm_query_batched(self, prompts: Any, model: str | None = None) -> list[str]:
         """Concurrent calls; replies in input order, an error string in a failed slot."""
         items = [as_text(p) for p in _as_list(prompts, "llm_query_batched")]
-        return [str(r) for r in self.host_call("llm_query_batched", {"prompts": items, "model": model})]
+        return [
+            str(r) for r in self.host_call("llm_query_batched", {"prompts": items, "model": model})
+        ]
 
     def rlm_query(self, prompt: Any, model: str | None = None) -> str:
         """A recursive child RLM on ``prompt``; returns its answer."""
@@ -66,15 +68,17 @@ class Runtime:
     def rlm_query_batched(self, prompts: Any, model: str | None = None) -> list[str]:
         """Concurrent child RLMs; answers in input order."""
         items = [as_text(p) for p in _as_list(prompts, "rlm_query_batched")]
-        return [str(r) for r in self.host_call("rlm_query_batched", {"prompts": items, "model": model})]
+        return [
+            str(r) for r in self.host_call("rlm_query_batched", {"prompts": items, "model": model})
+        ]
 
-    def FINAL(self, value: Any) -> None:  # noqa: N802 - the name model prompts use
+    def FINAL(self, value: Any) -> None:
         """Submit ``value`` as the final answer (returns None so a bare call echoes nothing)."""
         self.final = as_text(value)
         self.answer["content"] = self.final
         self.answer["ready"] = True
 
-    def FINAL_VAR(self, name: Any) -> None:  # noqa: N802 - the name model prompts use
+    def FINAL_VAR(self, name: Any) -> None:
         """Submit the value of the variable called ``name``."""
         if isinstance(name, str):
             key = name.strip().strip("'\"")
@@ -85,7 +89,7 @@ class Runtime:
             return
         self.FINAL(name)
 
-    def SHOW_VARS(self) -> dict[str, str]:  # noqa: N802 - the name model prompts use
+    def SHOW_VARS(self) -> dict[str, str]:
         """The variables the model created, with their type names."""
         return self.user_variables()
 
@@ -113,10 +117,9 @@ class Runtime:
     def restore(self) -> None:
         """Re-bind protected names that model code overwrote (keeps a draft answer)."""
         current = self.ns.get("answer")
-        if current is not self.answer:
-            if isinstance(current, dict):
-                self.answer["content"] = current.get("content", self.answer["content"])
-                self.answer["ready"] = bool(current.get("ready", False))
+        if current is not self.answer and isinstance(current, dict):
+            self.answer["content"] = current.get("content", self.answer["content"])
+            self.answer["ready"] = bool(current.get("ready", False))
         self.ns.update(self.protected())
 
     def poll(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def format_cell_exception(exc: BaseException, source: str) -> str:
         for f in frames[start:]:
             if f.filename == CELL_FILENAME:
                 lineno = f.lineno or 0
-                out.append(f'  Cell line {lineno}, in {f.name}')
+                out.append(f"  Cell line {lineno}, in {f.name}")
                 if 0 < lineno <= len(lines):
                     out.append(f"    {lines[lineno - 1].strip()}")
             else:

@@ -1,0 +1,34 @@
+"""The ``lmrepl`` console script. Subcommands: ``serve``, ``model {path,check}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lmrepl`` parser; each subcommand sets ``func`` (one place to add more)."""
+    from lmrepl.local.__main__ import add_model_commands, add_serve_arguments
+
+    parser = argparse.ArgumentParser(prog="lmrepl", description="Recursive Language Models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(
+        sub.add_parser("serve", help="serve the embedded model on 127.0.0.1 (OpenAI API)")
+    )
+    model = sub.add_parser("model", help="the embedded model's file")
+    add_model_commands(model.add_subparsers(dest="model_command", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lmrepl`` console script."""
+    from lmrepl.local.__main__ import dispatch
+
+    return dispatch(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

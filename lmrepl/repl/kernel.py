@@ -1,0 +1,354 @@
+"""The kernel REPL (SPEC §5): model code runs in a real ipykernel subprocess.
+
+Hard timeouts: at the deadline the kernel gets SIGINT; if it is not idle within
+``interrupt_grace`` it is killed and replaced by a fresh one (from the warm pool),
+which gets the runtime, contexts, tools and history again, and the model is told its
+variables are lost. A dead kernel (``os._exit``, segfault, OOM kill) is noticed within
+~50 ms and handled the same way.
+
+Child REPLs (``child_repls="namespace"``) are private namespaces in the same kernel,
+driven through the parent's blocked host call (see ``kernel_session``). Their cell
+timeouts are *soft*: the kernel interrupts a child's cell at its timeout only while
+that cell is the innermost code running (not while a grandchild runs inside it), and
+code that ignores KeyboardInterrupt or blocks in C is stopped only by the parent
+cell's own hard timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from lmrepl.repl.base import REPL, CellResult, HostBridge
+from lmrepl.repl.kernel_context import ship_context, tool_values
+from lmrepl.repl.kernel_env import KERNEL_ENVIRONMENT_KWARGS, KernelConfig
+from lmrepl.repl.kernel_pool import KernelHandle, KernelPool, default_pool, start_kernel
+from lmrepl.repl.kernel_session import Drive, KernelGone, KernelSession
+
+__all__ = ["KERNEL_ENVIRONMENT_KWARGS", "KernelNamespaceREPL", "KernelPool", "KernelREPL"]
+
+_OPEN: weakref.WeakSet[KernelREPL] = weakref.WeakSet()
+_RUNTIME_NAMES = ("context", "llm_query", "llm_query_batched", "rlm_query",
+                  "rlm_query_batched", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS", "history")
+
+
+def _min_deadline(*timeouts: float | None) -> float | None:
+    given = [t for t in timeouts if t is not None]
+    return time.monotonic() + min(given) if given else None
+
+
+def _cell_result(drive: Drive, started: float) -> CellResult:
+    poll = drive.poll or {}
+    status = drive.outcome if drive.outcome in ("ok", "error", "timeout") else "error"
+    return CellResult(
+        stdout=drive.stdout,
+        stderr=drive.stderr,
+        display=drive.display,
+        error=None if status == "timeout" else drive.error,
+        status=status,  # type: ignore[arg-type]
+        duration=time.monotonic() - started,
+        submitted=bool(poll.get("submitted")),
+        answer=poll.get("answer"),
+        draft=poll.get("draft"),
+    )
+
+
+class KernelREPL(REPL):
+    """A REPL in an ipykernel subprocess; accepts ``KERNEL_ENVIRONMENT_KWARGS``."""
+
+    name = "kernel"
+
+    def __init__(self, *, pool: KernelPool | None = None, **environment_kwargs: Any) -> None:
+        self.config = KernelConfig.from_kwargs(**environment_kwargs)
+        self._pool = pool
+        self._session: KernelSession | None = None
+        self._bridge: HostBridge | None = None
+        self._contexts: list[Any] = []
+        self._tools: dict[str, Any] = {}
+        self._history: list[dict[str, Any]] = []
+        self._children: weakref.WeakSet[KernelNamespaceREPL] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """The current kernel's process id (changes after a restart)."""
+        return self._session.handle.pid if self._session else None
+
+    @property
+    def session(self) -> KernelSession:
+        """The driver of this REPL's kernel (raises before ``start``)."""
+        if self._session is None:
+            raise RuntimeError("KernelREPL.start() was not called (or the REPL is closed)")
+        return self._session
+
+    def _new_kernel(self) -> KernelHandle:
+        cfg = self.config
+        if cfg.use_pool:
+            return (self._pool or default_pool()).take(cfg.startup_timeout)
+        return start_kernel(timeout=cfg.startup_timeout)
+
+    def _configure(self, session: KernelSession) -> None:
+        cfg = self.config
+        if cfg.memory_limit_mb is not None or cfg.extra_env:
+            op = {"op": "config", "memory_limit_mb": cfg.memory_limit_mb, "env": cfg.extra_env}
+            try:
+                session.op(op, cfg.startup_timeout)
+            except RuntimeError as exc:
+                raise ValueError(str(exc)) from None
+
+    def start(self, bridge: HostBridge) -> None:
+        """Take a warm kernel (or start one) and bind host calls to ``bridge``."""
+        if self._session is not None:
+            raise RuntimeError("KernelREPL.start() was already called")
+        self._bridge = bridge
+        handle = self._new_kernel()
+        session = KernelSession(handle, self.config.max_output_chars)
+        session.bridges[0] = bridge
+        self._session = session
+        _OPEN.add(self)
+        try:
+            self._configure(session)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill the kernel; safe to call twice."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+        _OPEN.discard(self)
+
+    # -- state the REPL re-sends after a restart ------------------------------------
+    def add_context(self, value: Any) -> int:
+        """Load ``value`` as ``context_<n>`` (and ``context`` for the first)."""
+        index = ship_context(
+            self.session, 0, value, local_files=self.config.local_files,
+            timeout=self.config.startup_timeout + 60,
+        )
+        self._contexts.append(value)
+        return index
+
+    def set_tools(self, tools: dict[str, Any]) -> None:
+        """Callables become host-proxied tools; other values are pickled once."""
+        values, proxied = tool_values(tools)
+        self.session.op({"op": "tools", "ns": 0, "values": values, "proxied": proxied}, 60)
+        self._tools = dict(tools)
+
+    def set_history(self, history: list[dict[str, Any]]) -> None:
+        """Bind ``history`` in the kernel."""
+        self.session.op({"op": "history", "ns": 0, "history": list(history)}, 60)
+        self._history = list(history)
+
+    def reset_submission(self) -> None:
+        """Clear the submitted answer in the kernel."""
+        self.session.op({"op": "reset", "ns": 0}, 30)
+
+    def user_variables(self) -> dict[str, str]:
+        """The model's variables in the kernel, with type names."""
+        return dict(self.session.op({"op": "vars", "ns": 0}, 30))
+
+    # -- cells -----------------------------------------------------------------------
+    def execute(self, code: str, timeout: float | None = None) -> CellResult:
+        """Run ``code``; hard timeout = the smaller of ``timeout`` and ``cell_timeout``."""
+        started = time.monotonic()
+        deadline = _min_deadline(timeout, self.config.cell_timeout)
+        limit = None if deadline is None else deadline - started
+        drive = self.session.run_cell(code, deadline, self.config.interrupt_grace)
+        if drive.outcome in ("killed", "died"):
+            return self._recover(drive, started, limit)
+        result = _cell_result(drive, started)
+        if result.status == "timeout":
+            result.notice = (
+                f"The cell timed out after {limit:.1f} s and was interrupted "
+                "(KeyboardInterrupt). Variables defined before the interrupt are kept."
+            )
+        elif drive.ename == "MemoryError" and self.config.memory_limit_mb is not None:
+            result.notice = (
+                f"The cell ran out of memory (limit: {self.config.memory_limit_mb} MB). "
+                "The kernel is still running; work on smaller pieces."
+            )
+        return result
+
+    def _recover(self, drive: Drive, started: float, limit: float | None) -> CellResult:
+        if drive.outcome == "killed":
+            what = (
+                f"The cell did not stop within {self.config.interrupt_grace:.1f} s of an "
+                f"interrupt after its {limit:.1f} s timeout, so the kernel was killed"
+            )
+            status = "restarted"
+        else:
+            what = "The kernel process died while running the cell (crash, os._exit or out "
+            what += "of memory)"
+            status = "died"
+        for child in list(self._children):
+            child.orphan()
+        try:
+            self._restart()
+            names = self._defined_names()
+            notice = (
+                f"{what}. A fresh kernel was started: ALL VARIABLES YOU DEFINED ARE LOST. "
+                f"Still defined: {', '.join(names)}."
+            )
+        except Exception as exc:
+            notice = f"{what}, and starting a fresh kernel failed: {exc}"
+        return CellResult(
+            stdout=drive.stdout,
+            stderr=drive.stderr,
+            error=drive.error,
+            status=status,  # type: ignore[arg-type]
+            duration=time.monotonic() - started,
+            notice=notice,
+        )
+
+    def _restart(self) -> None:
+        session = self.session
+        session.replace(self._new_kernel())
+        self.restarts += 1
+        self._configure(session)
+        contexts, self._contexts = self._contexts, []
+        for value in contexts:
+            self.add_context(value)
+        if self._tools:
+            self.set_tools(self._tools)
+        if self._history:
+            self.set_history(self._history)
+
+    def _defined_names(self) -> list[str]:
+        names = [n for n in _RUNTIME_NAMES if n != "context" or self._contexts]
+        names += [f"context_{i}" for i in range(len(self._contexts))]
+        return names + sorted(self._tools)
+
+    def make_child(self) -> REPL | None:
+        """A private namespace in this kernel, or None with ``child_repls="kernel"``."""
+        if self.config.child_repls == "kernel":
+            return None
+        child = KernelNamespaceREPL(self.session, self.config)
+        self._children.add(child)
+        return child
+
+
+class KernelNamespaceREPL(REPL):
+    """A child REPL: a private namespace (own runtime and contexts) in a parent's kernel."""
+
+    name = "kernel-namespace"
+
+    def __init__(self, session: KernelSession, config: KernelConfig) -> None:
+        self._session: KernelSession | None = session
+        self.config = config
+        self._generation = session.generation
+        self.ns: int | None = None
+        self._orphaned = False
+        self._children: weakref.WeakSet[KernelNamespaceREPL] = weakref.WeakSet()
+
+    def orphan(self) -> None:
+        """The parent's kernel was replaced: this namespace no longer exists."""
+        self._orphaned = True
+        for child in list(self._children):
+            child.orphan()
+
+    def _op(self, op: dict[str, Any], timeout: float | None) -> Any:
+        session = self._session
+        if session is None or self.ns is None:
+            raise RuntimeError("this child REPL is not started or already closed")
+        if self._orphaned or session.generation != self._generation:
+            raise RuntimeError("the parent's kernel was restarted; this child REPL is gone")
+        return session.op({**op, "ns": self.ns}, timeout)
+
+    def start(self, bridge: HostBridge) -> None:
+        """Create the namespace; its host calls go to ``bridge``."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("this child REPL is closed")
+        self.ns = session.new_namespace(bridge)
+        self._op({"op": "new_ns"}, self.config.startup_timeout)
+
+    def add_context(self, value: Any) -> int:
+        """Load a context into this namespace (the parent's are not visible here)."""
+        if self._session is None or self.ns is None:
+            raise RuntimeError("this child REPL is not started")
+        return ship_context(
+            self._session, self.ns, value, local_files=self.config.local_files,
+            timeout=self.config.startup_timeout + 60,
+        )
+
+    def set_tools(self, tools: dict[str, Any]) -> None:
+        """As ``KernelREPL.set_tools``, for this namespace."""
+        values, proxied = tool_values(tools)
+        self._op({"op": "tools", "values": values, "proxied": proxied}, 60)
+
+    def set_history(self, history: list[dict[str, Any]]) -> None:
+        """Bind ``history`` in this namespace."""
+        self._op({"op": "history", "history": list(history)}, 60)
+
+    def reset_submission(self) -> None:
+        """Clear this namespace's submitted answer."""
+        self._op({"op": "reset"}, 30)
+
+    def user_variables(self) -> dict[str, str]:
+        """This namespace's variables."""
+        return dict(self._op({"op": "vars"}, 30))
+
+    def execute(self, code: str, timeout: float | None = None) -> CellResult:
+        """Run a cell in this namespace (soft timeout, see the module docstring)."""
+        started = time.monotonic()
+        limit = [t for t in (timeout, self.config.cell_timeout) if t is not None]
+        soft = min(limit) if limit else None
+        wait = None if soft is None else soft + self.config.interrupt_grace + 5.0
+        try:
+            res = self._op({"op": "cell", "code": code, "timeout": soft}, wait)
+        except (RuntimeError, TimeoutError, KernelGone) as exc:
+            status = "timeout" if isinstance(exc, TimeoutError) else "cancelled"
+            return CellResult(
+                status=status,  # type: ignore[arg-type]
+                duration=time.monotonic() - started,
+                notice=f"The cell could not run to the end: {exc}",
+            )
+        result = CellResult(
+            stdout=res.get("stdout", ""),
+            stderr=res.get("stderr", ""),
+            display=res.get("display"),
+            error=res.get("error") if res.get("status") != "timeout" else None,
+            status=res.get("status", "ok"),
+            duration=time.monotonic() - started,
+            submitted=bool(res.get("submitted")),
+            answer=res.get("answer"),
+            draft=res.get("draft"),
+        )
+        if result.status == "timeout":
+            result.notice = (
+                f"The cell timed out after {soft:.1f} s and was interrupted "
+                "(KeyboardInterrupt). Variables defined before the interrupt are kept."
+            )
+        return result
+
+    def make_child(self) -> REPL | None:
+        """A grandchild namespace in the same kernel."""
+        if self._session is None:
+            return None
+        child = KernelNamespaceREPL(self._session, self.config)
+        self._children.add(child)
+        return child
+
+    def close(self) -> None:
+        """Drop the namespace (best effort; the kernel itself belongs to the parent)."""
+        session, self._session = self._session, None
+        if session is None or self.ns is None:
+            return
+        if not self._orphaned and session.generation == self._generation and not session.closed:
+            try:
+                session.op({"op": "drop_ns", "ns": self.ns}, 5)
+            except Exception:
+                pass  # the parent may be closing or its cell may have ended
+        session.bridges.pop(self.ns, None)
+
+
+def close_all() -> None:
+    """Close every open KernelREPL (used at interpreter exit)."""
+    for repl in list(_OPEN):
+        repl.close()

@@ -1,0 +1,139 @@
+"""Shipping contexts and tool values from the host to a kernel.
+
+Two paths. For a local kernel, the value goes into a private file (mode 0600 in a
+0700 temp dir) that the kernel reads once and deletes: a str as raw UTF-8, encoded in
+chunks so the host never holds a second full copy (an ASCII str is read by the kernel
+straight into the new string's buffer, so the kernel holds one copy too), bytes raw,
+anything else pickled. For a kernel elsewhere (or ``local_files=False``), the same
+bytes travel base64-encoded in chunks inside operations over the Jupyter protocol.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import io
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from lmrepl.errors import ContextError
+
+if TYPE_CHECKING:
+    from lmrepl.repl.kernel_session import KernelSession
+
+_CHUNK_CHARS = 1 << 20
+_PROTOCOL_CHUNK = 3 << 20
+_dir_lock = threading.Lock()
+_private_dir: str | None = None
+
+
+def private_dir() -> str:
+    """This process's private directory for context files (removed at exit)."""
+    global _private_dir
+    with _dir_lock:
+        if _private_dir is None or not os.path.isdir(_private_dir):
+            _private_dir = tempfile.mkdtemp(prefix="lmrepl-ctx-")
+            atexit.register(shutil.rmtree, _private_dir, True)
+        return _private_dir
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "ascii" if value.isascii() else "utf8"
+    if isinstance(value, bytes):
+        return "bytes"
+    return "pickle"
+
+
+def _pickled(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ContextError(
+            f"a context of type {type(value).__name__} cannot be sent to the kernel: "
+            f"it is not picklable ({exc})"
+        ) from None
+
+
+def _pieces(value: Any, kind: str, size: int) -> Iterator[bytes | memoryview]:
+    """The value's bytes in pieces of about ``size``, without a full second copy."""
+    if kind in ("ascii", "utf8"):
+        for i in range(0, len(value), size):
+            yield value[i : i + size].encode("utf-8")
+    elif kind == "bytes":
+        view = memoryview(value)
+        for i in range(0, len(view), size):
+            yield view[i : i + size]
+    else:
+        data = _pickled(value)
+        view = memoryview(data)
+        for i in range(0, len(view), size):
+            yield view[i : i + size]
+
+
+def write_file(value: Any) -> tuple[str, str, int]:
+    """Write ``value`` to a new private file; returns (path, kind, size in bytes)."""
+    kind = _kind(value)
+    path = os.path.join(private_dir(), f"ctx-{uuid.uuid4().hex}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    size = 0
+    try:
+        with io.FileIO(fd, "w") as f:
+            if kind == "pickle":
+                # Streams to the file: the pickle is never held in memory as a whole.
+                try:
+                    pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as exc:
+                    raise ContextError(
+                        f"a context of type {type(value).__name__} cannot be sent to the "
+                        f"kernel: it is not picklable ({exc})"
+                    ) from None
+                size = f.tell()
+            else:
+                for piece in _pieces(value, kind, _CHUNK_CHARS):
+                    size += f.write(piece)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path, kind, size
+
+
+def ship_context(
+    session: KernelSession, ns: int, value: Any, *, local_files: bool, timeout: float | None
+) -> int:
+    """Load ``value`` as the next context of namespace ``ns``; returns its index."""
+    if local_files:
+        path, kind, size = write_file(value)
+        try:
+            op = {"op": "ctx_file", "ns": ns, "path": path, "kind": kind, "size": size}
+            return int(session.op(op, timeout))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # the kernel deletes it; this covers a failed load
+    kind = _kind(value)
+    key = uuid.uuid4().hex
+    for piece in _pieces(value, kind, _PROTOCOL_CHUNK):
+        data = base64.b64encode(piece).decode("ascii")
+        session.op({"op": "ctx_chunk", "key": key, "data": data}, timeout)
+    return int(session.op({"op": "ctx_end", "ns": ns, "key": key, "kind": kind}, timeout))
+
+
+def tool_values(tools: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """Split tools into a pickled dict of values (base64) and the names of callables."""
+    proxied = sorted(name for name, v in tools.items() if callable(v))
+    values = {name: v for name, v in tools.items() if not callable(v)}
+    if not values:
+        return None, proxied
+    try:
+        blob = pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ContextError(f"custom tool values cannot be sent to the kernel: {exc}") from None
+    return base64.b64encode(blob).decode("ascii"), proxied

@@ -1,0 +1,414 @@
+"""The host side of the kernel protocol: one driver loop per kernel over its channels.
+
+One thread at a time *drives* a kernel: it sends an execute request and serves the
+shell, IOPub and stdin channels until the reply (and, for cells, the idle status)
+arrives. Host calls from the kernel (stdin ``input_request``) run ``bridge.call`` on a
+worker thread, so the driver keeps enforcing the deadline and watching the process.
+Other threads that need the kernel while it is busy (child REPLs, context loads for a
+child) put an *instruction* on one queue; the driver hands it to the kernel as the
+reply to a pending host call, and the kernel reports the result in its next request.
+The host never unpickles anything the kernel sent: replies are JSON.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from lmrepl.repl.base import HostBridge
+from lmrepl.repl.kernel_agent import MARKER, POLL_MIME
+from lmrepl.repl.kernel_pool import KernelHandle
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_INTERNAL = ("site-packages/ipykernel", "site-packages/IPython", "<lmrepl-")
+_OP = "__import__('sys').modules['__lmrepl__'].agent"
+# Liveness checks while waiting; also the longest a finished worker waits to be sent.
+_TICK_MS = 50
+
+
+class KernelGone(Exception):
+    """The kernel died or stopped answering; ``outcome`` is "died" or "killed"."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(f"kernel {outcome}")
+        self.outcome = outcome
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
+def clean_traceback(frames: list[str]) -> str:
+    """A kernel traceback as plain text without ipykernel/IPython/lmrepl frames."""
+    kept = [strip_ansi(f) for f in frames if not any(m in strip_ansi(f) for m in _INTERNAL)]
+    return "".join(f if f.endswith("\n") else f + "\n" for f in kept).rstrip("\n")
+
+
+class Stream:
+    """Collected stream text, bounded: keeps a head and a rolling tail past ``cap``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(cap, 1000)
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail: deque[str] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text``."""
+        room = self.cap // 2 - self.head_len
+        if room > 0:
+            self.head.append(text[:room])
+            self.head_len += min(room, len(text))
+            text = text[room:]
+        if not text:
+            return
+        self.tail.append(text)
+        self.tail_len += len(text)
+        while self.tail_len > self.cap // 2 and len(self.tail) > 1:
+            self.tail_len -= len(first := self.tail.popleft())
+            self.dropped += len(first)
+        if self.tail_len > self.cap // 2:
+            cut = self.tail_len - self.cap // 2
+            self.tail[0] = self.tail[0][cut:]
+            self.tail_len -= cut
+            self.dropped += cut
+
+    def text(self) -> str:
+        """Everything kept, with a marker where text was dropped."""
+        mid = f"\n... [{self.dropped} characters dropped] ...\n" if self.dropped else ""
+        return "".join(self.head) + mid + "".join(self.tail)
+
+
+@dataclass
+class Drive:
+    """What one execute request produced."""
+
+    outcome: str = "ok"  # ok | error | timeout | killed | died
+    reply: dict[str, Any] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+    display: str | None = None
+    error: str | None = None
+    ename: str | None = None
+    poll: dict[str, Any] | None = None
+
+
+class _Instruction:
+    def __init__(self, op: dict[str, Any]) -> None:
+        self.op = op
+        self.id = f"e{id(self)}-{time.monotonic_ns()}"
+        self.sent = False
+        self.done = False
+        self.result: dict[str, Any] = {}
+
+
+def _recv(channel: Any) -> dict[str, Any] | None:
+    try:
+        return channel._recv(flags=zmq.NOBLOCK)  # type: ignore[no-any-return]
+    except zmq.Again:
+        return None
+
+
+def run_silent(
+    handle: KernelHandle, code: str, user_expressions: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """A silent execute with no host calls (bootstrap); returns the reply content."""
+    kc = handle.kc
+    msg_id = kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not handle.alive():
+            raise KernelGone("died")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"kernel did not answer within {timeout:.1f} s")
+        if kc.shell_channel.socket.poll(_TICK_MS):
+            msg = _recv(kc.shell_channel)
+            if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                content: dict[str, Any] = msg["content"]
+                if content.get("status") != "ok":
+                    raise RuntimeError(clean_traceback(content.get("traceback", [])))
+                return content
+
+
+class KernelSession:
+    """Drives one kernel; shared by a KernelREPL and its namespace children."""
+
+    def __init__(self, handle: KernelHandle, max_output_chars: int) -> None:
+        self.handle = handle
+        self.generation = 0
+        self.stream_cap = max(4 * max_output_chars, 100_000)
+        self.bridges: dict[int, HostBridge] = {}
+        self.next_ns = 1
+        self._cond = threading.Condition()
+        self._busy = False
+        self._queue: deque[_Instruction] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.closed = False
+
+    # -- public --------------------------------------------------------------------
+    def replace(self, handle: KernelHandle) -> None:
+        """Use a fresh kernel; namespaces of the old one are gone."""
+        old, self.handle = self.handle, handle
+        old.kill()
+        self.generation += 1
+        self.bridges = {k: v for k, v in self.bridges.items() if k == 0}
+
+    def new_namespace(self, bridge: HostBridge) -> int:
+        """Reserve a namespace id for a child, with the bridge its host calls go to."""
+        with self._cond:
+            ns = self.next_ns
+            self.next_ns += 1
+            self.bridges[ns] = bridge
+        return ns
+
+    def op(self, op: dict[str, Any], timeout: float | None) -> Any:
+        """Run an agent operation; through the running cell when the kernel is busy."""
+        instr = _Instruction(op)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._busy:
+                self._queue.append(instr)
+                self._wake()
+            while self._busy and not instr.done:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    if not instr.sent:
+                        self._queue.remove(instr)
+                    raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+            if not instr.done:
+                if instr.sent:
+                    raise RuntimeError("the parent cell ended before this operation finished")
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(instr)
+                self._busy = True
+        if not instr.done:
+            try:
+                code = f"{_OP}.shell_op({json.dumps(op)!r})"
+                drive = self._drive(code, silent=True, deadline=deadline, grace=1.0,
+                                    expressions={"r": f"{_OP}.result"})
+            finally:
+                self._release()
+            if drive.outcome in ("killed", "died"):
+                raise KernelGone(drive.outcome)
+            if drive.outcome == "timeout":
+                raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
+            data = drive.reply.get("user_expressions", {}).get("r", {}).get("data", {})
+            instr.result = json.loads(ast.literal_eval(data.get("text/plain", "'null'")))
+        result = instr.result or {"ok": False, "error": "no result"}
+        if not result.get("ok"):
+            raise RuntimeError(str(result.get("error")))
+        return result.get("value")
+
+    def run_cell(self, code: str, deadline: float | None, grace: float) -> Drive:
+        """Run a main-namespace cell with host calls served; never waits past the grace."""
+        with self._cond:
+            while self._busy:
+                self._cond.wait(0.05)
+            self._busy = True
+        try:
+            return self._drive(code, silent=False, deadline=deadline, grace=grace)
+        except KeyboardInterrupt:
+            # The user interrupted the host: stop the cell too, so the kernel is free.
+            self.handle.interrupt()
+            raise
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        """Kill the kernel and release the wake pipe."""
+        if self.closed:
+            return
+        self.closed = True
+        self.handle.kill()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- internals ---------------------------------------------------------------
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _release(self) -> None:
+        with self._cond:
+            self._busy = False
+            for instr in self._queue:
+                if instr.sent and not instr.done:
+                    instr.done = True
+                    instr.result = {"ok": False, "error": "the parent cell ended first"}
+            self._queue = deque(i for i in self._queue if not i.sent)
+            self._cond.notify_all()
+
+    def _drive(
+        self,
+        code: str,
+        *,
+        silent: bool,
+        deadline: float | None,
+        grace: float,
+        expressions: dict[str, str] | None = None,
+    ) -> Drive:
+        handle = self.handle
+        kc = handle.kc
+        msg_id = kc.execute(
+            code,
+            silent=silent,
+            store_history=not silent,
+            user_expressions=expressions or {},
+            allow_stdin=True,
+            stop_on_error=False,
+        )
+        out, err = Stream(self.stream_cap), Stream(self.stream_cap)
+        drive = Drive()
+        results: dict[str, dict[str, Any]] = {}
+        pending: dict[str, _Instruction] = {}
+        waiting: str | None = None
+        reply: dict[str, Any] | None = None
+        idle = silent
+        interrupted_at: float | None = None
+        poller = zmq.Poller()
+        sockets = {
+            kc.shell_channel.socket: kc.shell_channel,
+            kc.iopub_channel.socket: kc.iopub_channel,
+            kc.stdin_channel.socket: kc.stdin_channel,
+        }
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+
+        def answer(value: dict[str, Any]) -> None:
+            nonlocal waiting
+            kc.input(json.dumps(value))
+            waiting = None
+
+        while reply is None or not idle:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and interrupted_at is None:
+                interrupted_at = now
+                handle.interrupt()
+            if interrupted_at is not None and now >= interrupted_at + grace:
+                drive.outcome = "killed"
+                break
+            if not handle.alive():
+                drive.outcome = "died"
+                break
+            if waiting is not None:
+                if interrupted_at is not None:
+                    answer({"id": waiting, "abort": True})
+                elif waiting in results:
+                    answer(results.pop(waiting))
+                else:
+                    with self._cond:
+                        instr = self._queue.popleft() if self._queue else None
+                        if instr is not None:
+                            instr.sent = True
+                    if instr is not None:
+                        pending[instr.id] = instr
+                        answer({"t": "exec", "id": instr.id, "op": instr.op})
+            timeout_ms = _TICK_MS
+            if deadline is not None and interrupted_at is None:
+                timeout_ms = max(0, min(timeout_ms, int((deadline - now) * 1000) + 1))
+            ready = dict(poller.poll(timeout_ms))
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+            for sock, channel in sockets.items():
+                if sock not in ready:
+                    continue
+                while (msg := _recv(channel)) is not None:
+                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                        continue
+                    kind = msg["msg_type"]
+                    content = msg["content"]
+                    if kind == "execute_reply":
+                        reply = content
+                    elif kind == "status":
+                        idle = idle or content.get("execution_state") == "idle"
+                    elif kind == "stream":
+                        (err if content.get("name") == "stderr" else out).add(content["text"])
+                    elif kind == "execute_result":
+                        drive.display = content.get("data", {}).get("text/plain")
+                    elif kind == "display_data":
+                        data = content.get("data", {})
+                        if POLL_MIME in data:
+                            drive.poll = data[POLL_MIME]
+                        elif "text/plain" in data:
+                            out.add(data["text/plain"] + "\n")
+                    elif kind == "error":
+                        drive.ename = content.get("ename")
+                        drive.error = clean_traceback(content.get("traceback", []))
+                    elif kind == "input_request":
+                        waiting = self._on_request(content, msg_id, results, pending, answer)
+        drive.reply = reply or {}
+        drive.stdout, drive.stderr = out.text(), err.text()
+        if drive.outcome == "ok":
+            if interrupted_at is not None:
+                drive.outcome = "timeout"
+            elif drive.reply.get("status") == "error":
+                drive.outcome = "error"
+        for instr in pending.values():
+            instr.done = True
+            instr.result = {"ok": False, "error": "the parent cell ended first"}
+        return drive
+
+    def _on_request(
+        self,
+        content: dict[str, Any],
+        msg_id: str,
+        results: dict[str, dict[str, Any]],
+        pending: dict[str, _Instruction],
+        answer: Any,
+    ) -> str | None:
+        prompt = str(content.get("prompt", ""))
+        if not prompt.startswith(MARKER):
+            # Plain input() from model code: nobody can type; answer with an empty line.
+            kc_answer = self.handle.kc.input
+            kc_answer("")
+            return None
+        req = json.loads(prompt[len(MARKER) :])
+        kind = req.get("t")
+        if kind == "call":
+            bridge = self.bridges.get(int(req.get("ns", 0)))
+            threading.Thread(
+                target=self._call, args=(bridge, req, results), daemon=True,
+                name="lmrepl-host-call",
+            ).start()
+        elif kind == "done":
+            instr = pending.pop(str(req.get("id")), None)
+            if instr is not None:
+                with self._cond:
+                    instr.result = req.get("result") or {}
+                    instr.done = True
+                    self._cond.notify_all()
+        return str(req.get("wait"))
+
+    def _call(
+        self, bridge: HostBridge | None, req: dict[str, Any], results: dict[str, Any]
+    ) -> None:
+        cid = str(req.get("id"))
+        try:
+            if bridge is None:
+                raise RuntimeError("this namespace has no host bridge")
+            value = bridge.call(str(req.get("fn")), dict(req.get("payload") or {}))
+            json.dumps(value)
+            result: dict[str, Any] = {"id": cid, "ok": True, "value": value}
+        except Exception as exc:
+            result = {"id": cid, "ok": False, "error": str(exc) or type(exc).__name__}
+        results[cid] = result
+        self._wake()

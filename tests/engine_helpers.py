@@ -1,0 +1,58 @@
+"""Helpers for engine tests: an RLM wired to a ScriptedServer, reply builders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmrepl import RLM, SRLM
+from lmrepl.testing import ScriptedRequest, ScriptedServer
+
+
+def backend(server: ScriptedServer, model: str = "m") -> dict[str, Any]:
+    """backend/backend_kwargs arguments that point at ``server``."""
+    return {
+        "backend": "openai",
+        "backend_kwargs": {
+            "model_name": model,
+            "base_url": server.base_url,
+            "api_key": "test-key",
+            "max_retries": 1,
+            "retry_base_delay": 0.01,
+        },
+    }
+
+
+def make_rlm(server: ScriptedServer, **kwargs: Any) -> RLM:
+    """An RLM on the local REPL against ``server``."""
+    kwargs.setdefault("environment", "local")
+    return RLM(**backend(server), **kwargs)
+
+
+def make_srlm(server: ScriptedServer, **kwargs: Any) -> SRLM:
+    """An SRLM on the local REPL against ``server``."""
+    kwargs.setdefault("environment", "local")
+    return SRLM(**backend(server), **kwargs)
+
+
+def repl(code: str, confidence: int | None = None) -> str:
+    """A model reply holding one ```repl block."""
+    tail = f'\n{{"confidence": {confidence}}}' if confidence is not None else ""
+    return f"I will run code.\n```repl\n{code}\n```{tail}"
+
+
+def turns(req: ScriptedRequest) -> int:
+    """How many assistant turns the request already holds (0 = first root call)."""
+    return sum(1 for m in req.messages if m.get("role") == "assistant")
+
+
+def is_root(req: ScriptedRequest) -> bool:
+    """True for a root-loop request (it has our system prompt)."""
+    return bool(req.messages) and req.messages[0].get("role") == "system"
+
+
+def last_user(req: ScriptedRequest) -> str:
+    """The text of the last user message."""
+    for m in reversed(req.messages):
+        if m.get("role") == "user":
+            return str(m.get("content"))
+    return ""

@@ -1,0 +1,158 @@
+"""The iteration loop against a real loopback model server (local REPL)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from engine_helpers import is_root, last_user, make_rlm, repl, turns
+
+from lmrepl.testing import ScriptedServer
+
+
+def test_needle_search_over_context_with_final(scripted_server: ScriptedServer) -> None:
+    context = "hay " * 5000 + "needle=4217 " + "hay " * 5000
+    scripted_server.script(
+        [
+            repl("i = context.find('needle=')\nprint(context[i:i+12])"),
+            repl("FINAL(context[i+7:i+11])"),
+        ]
+    )
+    result = make_rlm(scripted_server).completion(context, "What is the needle?")
+    assert result.response == "4217"
+    first = scripted_server.model_requests()[0]
+    # The model sees metadata about the context, never the context itself.
+    assert "hay hay" not in json.dumps(first.messages)
+    assert "40,012 characters" in first.messages[1]["content"]
+    assert "needle=4217" in last_user(scripted_server.model_requests()[1])
+    assert result.metadata["steps"][0]["output"].strip() == "needle=4217"
+    assert result.usage_summary.model_usage_summaries["m"].total_calls == 2
+    assert result.execution_time > 0
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "answer['content'] = 'B'\nanswer['ready'] = True",
+        "answer.update({'content': 'B', 'ready': True})",
+        "answer = {'content': 'B', 'ready': True}",
+        "FINAL('B')",
+        "x = 'B'\nFINAL_VAR('x')",
+    ],
+)
+def test_every_submission_form(scripted_server: ScriptedServer, code: str) -> None:
+    scripted_server.script([repl(code)])
+    assert make_rlm(scripted_server).completion("ctx", "q").response == "B"
+
+
+def test_plain_text_final_only_as_last_line(scripted_server: ScriptedServer) -> None:
+    scripted_server.script(
+        [
+            "You can call FINAL(answer) when ready; I will look first.",
+            "I found it.\nFINAL(Paris)",
+        ]
+    )
+    result = make_rlm(scripted_server).completion("ctx", "capital?")
+    assert result.response == "Paris"
+    # The first reply mentioned FINAL in prose: not an answer, so a nudge followed.
+    assert "no ```repl code block" in last_user(scripted_server.model_requests()[1])
+
+
+def test_plain_text_final_of_a_variable_reads_the_repl(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("result = 6 * 7"), "FINAL(result)"])
+    assert make_rlm(scripted_server).completion("ctx", "q").response == "42"
+
+
+def test_reply_without_code_gets_a_nudge_and_loop_continues(
+    scripted_server: ScriptedServer,
+) -> None:
+    scripted_server.script(["I think about it.", "Still thinking.", repl("FINAL(7)")])
+    result = make_rlm(scripted_server).completion("ctx", "q")
+    assert result.response == "7"
+    assert len(result.metadata["steps"]) == 3
+
+
+def test_max_iterations_asks_once_for_a_final_answer(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("x = 1"), repl("x += 1"), "The answer is 2"])
+    result = make_rlm(scripted_server, max_iterations=2).completion("ctx", "q")
+    assert result.response == "The answer is 2"
+    assert len(scripted_server.model_requests()) == 3
+    assert "used all your steps" in last_user(scripted_server.model_requests()[2])
+
+
+def test_final_request_code_runs_once(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("x = 40"), repl("FINAL(x + 2)")])
+    result = make_rlm(scripted_server, max_iterations=1).completion("ctx", "q")
+    assert result.response == "42"
+
+
+def test_output_is_truncated_for_the_model(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("print('x' * 100000)"), repl("FINAL(1)")])
+    make_rlm(scripted_server, environment_kwargs={"max_output_chars": 500}).completion("c", "q")
+    feedback = last_user(scripted_server.model_requests()[1])
+    assert "characters truncated" in feedback
+    assert len(feedback) < 1000
+
+
+def test_traceback_goes_back_to_the_model_and_state_survives(
+    scripted_server: ScriptedServer,
+) -> None:
+    scripted_server.script([repl("kept = 5\n1/0"), repl("FINAL(kept)")])
+    result = make_rlm(scripted_server).completion("ctx", "q")
+    assert result.response == "5"
+    feedback = last_user(scripted_server.model_requests()[1])
+    assert "ZeroDivisionError" in feedback and "\x1b[" not in feedback
+
+
+def test_bare_expression_is_echoed(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("len(context)"), repl("FINAL(1)")])
+    make_rlm(scripted_server).completion("abcdef", "q")
+    assert "6" in last_user(scripted_server.model_requests()[1])
+
+
+def test_overwritten_names_are_restored(scripted_server: ScriptedServer) -> None:
+    scripted_server_responder_calls: list[str] = []
+
+    def responder(req):  # type: ignore[no-untyped-def]
+        if not is_root(req):
+            scripted_server_responder_calls.append(last_user(req))
+            return "!"
+        return [
+            repl("context = 'gone'\nllm_query = None"),
+            repl("FINAL(context + llm_query('x'))"),
+        ][turns(req)]
+
+    scripted_server.script(responder=responder)
+    assert make_rlm(scripted_server).completion("orig", "q").response == "orig!"
+
+
+def test_empty_answer_is_not_accepted(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("FINAL('')"), repl("FINAL('real')")])
+    assert make_rlm(scripted_server).completion("c", "q").response == "real"
+
+
+def test_contexts_of_many_types(scripted_server: ScriptedServer) -> None:
+    for ctx, expr, expected in [
+        (b"bytes!", "context.decode()", "bytes!"),
+        ([1, 2, 3], "sum(context)", "6"),
+        ({"a": 1}, "context['a']", "1"),
+    ]:
+        scripted_server.script([repl(f"FINAL({expr})")])
+        assert make_rlm(scripted_server).completion(ctx, "q").response == expected
+
+
+def test_unserialisable_context_is_a_clear_error(scripted_server: ScriptedServer) -> None:
+    import threading
+
+    from lmrepl import ContextError
+
+    scripted_server.script([repl("FINAL(1)")])
+    with pytest.raises(ContextError, match="cannot be serialised"):
+        make_rlm(scripted_server).completion({"lock": threading.Lock()}, "q")
+
+
+def test_lm_repl_call_shape_without_question(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("FINAL(context.upper())")])
+    result = make_rlm(scripted_server).completion("do it")
+    assert result.response == "DO IT"
+    assert "Question:" in scripted_server.model_requests()[0].messages[1]["content"]

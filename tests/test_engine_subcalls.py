@@ -1,0 +1,185 @@
+"""llm_query / rlm_query and their batched forms, through the real loop and server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from engine_helpers import backend, is_root, last_user, make_rlm, repl, turns
+
+from lmrepl import RLM
+from lmrepl.testing import ScriptedReply, ScriptedRequest, ScriptedServer
+
+
+def test_batched_calls_keep_order_and_bounded_concurrency(
+    scripted_server: ScriptedServer,
+) -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def responder(req: ScriptedRequest) -> str:
+        nonlocal active, peak
+        if is_root(req):
+            return [
+                repl("out = llm_query_batched([f'p{i}' for i in range(12)])\nprint(out)"),
+                repl("FINAL(','.join(out))"),
+            ][turns(req)]
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        return "r" + last_user(req)[1:]
+
+    scripted_server.script(responder=responder)
+    result = make_rlm(scripted_server, max_concurrent_subcalls=3).completion("c", "q")
+    assert result.response == ",".join(f"r{i}" for i in range(12))
+    assert peak == 3
+    assert len(result.metadata["subcalls"]) == 12
+
+
+def test_one_failed_prompt_is_an_error_string_in_its_slot(scripted_server: ScriptedServer) -> None:
+    def responder(req: ScriptedRequest) -> str | ScriptedReply:
+        if is_root(req):
+            return [
+                repl("out = llm_query_batched(['ok1', 'bad', 'ok2'])"),
+                repl("FINAL(repr([o[:6] for o in out]))"),
+            ][turns(req)]
+        if last_user(req) == "bad":
+            return ScriptedReply(status=400, error_body={"error": {"message": "nope"}})
+        return last_user(req)
+
+    scripted_server.script(responder=responder)
+    result = make_rlm(scripted_server).completion("c", "q")
+    assert result.response == "['ok1', 'Error:', 'ok2']"
+    errors = [s for s in result.metadata["subcalls"] if s["error"]]
+    assert len(errors) == 1 and "400" in errors[0]["error"]
+
+
+def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
+    scripted_server: ScriptedServer,
+) -> None:
+    seen_child_system: list[str] = []
+
+    def responder(req: ScriptedRequest) -> str:
+        system = req.messages[0]["content"]
+        if "CHILD-PROMPT" in system:
+            seen_child_system.append(system)
+            # The child has its own REPL: the parent's variable is not there.
+            return repl("FINAL(str('secret' in dir()) + ':' + context.upper())")
+        return [
+            repl("secret = 1\nr = rlm_query('sub task')"),
+            repl("FINAL(r)"),
+        ][turns(req)]
+
+    scripted_server.script(responder=responder)
+    rlm = make_rlm(scripted_server, child_system_prompt="CHILD-PROMPT", max_depth=1)
+    result = rlm.completion("c", "q")
+    assert result.response == "False:SUB TASK"
+    assert seen_child_system
+    sub = result.metadata["subcalls"]
+    assert any(s["function"] == "rlm_query" and s["child_run_id"] for s in sub)
+
+
+def test_rlm_query_at_max_depth_is_a_plain_call(scripted_server: ScriptedServer) -> None:
+    def responder(req: ScriptedRequest) -> str:
+        if is_root(req):
+            return [repl("r = rlm_query('plain please')"), repl("FINAL(r)")][turns(req)]
+        return "plain:" + last_user(req)
+
+    scripted_server.script(responder=responder)
+    result = make_rlm(scripted_server, max_depth=0).completion("c", "q")
+    assert result.response == "plain:plain please"
+
+
+def test_child_max_iterations_bounds_children(scripted_server: ScriptedServer) -> None:
+    child_calls = 0
+
+    def responder(req: ScriptedRequest) -> str:
+        nonlocal child_calls
+        if "helper working on one sub-task" in req.messages[0]["content"]:
+            child_calls += 1
+            return repl("x = 1") if turns(req) < 2 else "done"
+        return [repl("r = rlm_query('t')"), repl("FINAL(r)")][turns(req)]
+
+    scripted_server.script(responder=responder)
+    make_rlm(scripted_server, child_max_iterations=2).completion("c", "q")
+    assert child_calls == 3  # two iterations and the one final request
+
+
+def test_rlm_query_batched_children_in_parallel(scripted_server: ScriptedServer) -> None:
+    def responder(req: ScriptedRequest) -> str:
+        if "helper working" in req.messages[0]["content"]:
+            time.sleep(0.1)
+            return repl("FINAL(context * 2)")
+        return [repl("out = rlm_query_batched(['a', 'b', 'c', 'd'])"), repl("FINAL(''.join(out))")][
+            turns(req)
+        ]
+
+    scripted_server.script(responder=responder)
+    started = time.perf_counter()
+    result = make_rlm(scripted_server, max_concurrent_subcalls=4).completion("c", "q")
+    assert result.response == "aabbccdd"
+    assert time.perf_counter() - started < 0.4 * 4  # children overlapped
+
+
+def test_other_backends_serve_subcalls(scripted_server: ScriptedServer) -> None:
+    with ScriptedServer(responder=lambda r: "from-other") as other:
+        scripted_server.script(
+            responder=lambda req: (
+                [
+                    repl("a = llm_query('x')\nb = llm_query('y', model='m')"),
+                    repl("FINAL(a + '|' + b)"),
+                ][turns(req)]
+                if is_root(req)
+                else "from-root"
+            )
+        )
+        kw = backend(other, model="small")
+        rlm = make_rlm(
+            scripted_server,
+            other_backends=[kw["backend"]],
+            other_backend_kwargs=[kw["backend_kwargs"]],
+        )
+        result = rlm.completion("c", "q")
+    # Default sub-call model is the first other backend; model='m' names the root one.
+    assert result.response == "from-other|from-root"
+    assert set(result.usage_summary.model_usage_summaries) == {"m", "small"}
+
+
+def test_unknown_submodel_is_an_error_in_the_cell(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("llm_query('x', model='nope')"), repl("FINAL(1)")])
+    make_rlm(scripted_server).completion("c", "q")
+    assert "unknown model 'nope'" in last_user(scripted_server.model_requests()[1])
+
+
+def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer) -> None:
+    def lookup(key: str) -> str:
+        """Look a key up in the host's table."""
+        return {"k": "v"}[key]
+
+    scripted_server.script([repl("FINAL(lookup('k') + str(LIMIT))")])
+    rlm = make_rlm(
+        scripted_server,
+        custom_tools={"lookup": lookup, "LIMIT": {"tool": 3, "description": "a number"}},
+    )
+    assert rlm.completion("c", "q").response == "v3"
+    system = scripted_server.model_requests()[0].messages[0]["content"]
+    assert "lookup" in system and "Look a key up" in system and "a number" in system
+
+
+def test_usage_counts_every_depth(scripted_server: ScriptedServer) -> None:
+    def responder(req: ScriptedRequest) -> str:
+        if "helper working" in req.messages[0]["content"]:
+            return repl("FINAL(llm_query('leaf'))")
+        if not is_root(req):
+            return "leaf-answer"
+        return [repl("r = rlm_query('t')"), repl("FINAL(r)")][turns(req)]
+
+    scripted_server.script(responder=responder)
+    result = RLM(**backend(scripted_server), environment="local", max_depth=2).completion("c", "q")
+    assert result.response == "leaf-answer"
+    # root 2 calls + child 1 call + the child's llm_query 1 call
+    assert result.usage_summary.model_usage_summaries["m"].total_calls == 4

@@ -1,0 +1,127 @@
+"""End to end: %%srlm / %%rlm against the loopback ScriptedServer, real engine."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from lmrepl.testing import ScriptedRequest, ScriptedServer
+
+from lmrepl_jupyter import MIME_TYPE, SRLMResult
+from lmrepl_jupyter.panel import WINNER_CLASS, WidgetPanel
+
+STEP = 'Let me look.\n```repl\nprint(len(context))\n```\n{"confidence": 90}'
+
+
+def final(answer: str, conf: int) -> str:
+    return f'```repl\nFINAL("{answer}")\n```\n{{"confidence": {conf}}}'
+
+
+class Script:
+    """First turn: inspect; second turn: answer (42, 42, 41, … in arrival order)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.finals = itertools.cycle([("42", 80), ("42", 95), ("41", 99)])
+
+    def __call__(self, req: ScriptedRequest) -> str:
+        if len(req.messages) <= 2:
+            return STEP
+        with self.lock:
+            answer, conf = next(self.finals)
+        return final(answer, conf)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer(responder=Script()) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ip(server: ScriptedServer) -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "lmrepl_jupyter")
+    shell.user_ns["doc"] = "hello world"
+    kw = {"model_name": "m", "base_url": server.base_url, "api_key": "x"}
+    for line in (
+        "SRLMMagics.backend = 'openai'",
+        f"SRLMMagics.backend_kwargs = {kw!r}",
+        "SRLMMagics.environment = 'local'",
+        "SRLMMagics.panel = 'widgets'",
+        "SRLMMagics.max_iterations = 4",
+    ):
+        shell.run_line_magic("config", line)
+    yield shell
+    shell.run_line_magic("unload_ext", "lmrepl_jupyter")
+    shell.config.pop("SRLMMagics", None)
+
+
+def test_srlm_k3_panel_and_result(ip: InteractiveShell, server: ScriptedServer) -> None:
+    res = ip.run_cell_magic("srlm", "-k 3 -o res doc", "How long is the text?")
+    assert isinstance(res, SRLMResult) and ip.user_ns["res"] is res
+    assert res.status == "done", res.error
+    assert res.answer == "42"
+    assert [c["status"] for c in res.candidates] == ["done"] * 3
+    assert sorted(c["answer"] for c in res.candidates) == ["41", "42", "42"]
+    assert [sorted(c["members"]) for c in res.clusters if c["answer"] == "42"][0] == [
+        i for i, c in enumerate(res.candidates) if c["answer"] == "42"
+    ]
+    assert res.winner is not None and res.candidates[res.winner]["answer"] == "42"
+    steps = res.candidates[0]["steps"]
+    assert steps[0]["code"] == "print(len(context))" and steps[0]["output"].strip() == "11"
+    assert steps[0]["confidence"] == 90
+    assert res.metadata["mode"] == "rlm" and res.usage is not None
+    assert res.usage.total_calls == len(server.model_requests()) == 6
+    assert res.record.model_calls == 6
+    # The panel: three columns, the winner's highlighted, every status final.
+    panel = res.panel
+    assert isinstance(panel, WidgetPanel)
+    assert len(panel.row.children) == 3
+    flags = [WINNER_CLASS in b._dom_classes for b in panel.row.children]
+    assert flags == [i == res.winner for i in range(3)]
+    assert all("done" in c.title.value for c in panel.columns)
+    assert "VC·Len" in panel.clusters.value
+    bundle = res._repr_mimebundle_()
+    assert bundle[MIME_TYPE]["winner"] == res.winner
+    assert res.answer in bundle["text/plain"].splitlines()[0]
+
+
+def test_srlm_with_the_text_view(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("config", "SRLMMagics.panel = 'auto'")  # no kernel here: rich view
+    res = ip.run_cell_magic("srlm", "-k 2 --no-confidence doc", "How long?")
+    assert res.status == "done" and res.panel is None
+    out = capsys.readouterr().out
+    assert "%%srlm" in out and "done" in out and "answer: 42" in out
+
+
+def test_unreachable_server_gives_a_failed_result(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("config", "SRLMMagics.panel = 'off'")
+    res = ip.run_cell_magic("srlm", "-k 2 --base-url http://127.0.0.1:9/v1 doc", "q")
+    assert res.status == "failed" and res.answer is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("%%srlm failed:")
+
+
+def test_srlm_in_the_kernel_environment(ip: InteractiveShell) -> None:
+    ip.run_line_magic("config", "SRLMMagics.environment = 'kernel'")
+    res = ip.run_cell_magic("srlm", "-k 2 -p 2 --cell-timeout 20 doc", "How long?")
+    assert res.status == "done", res.error
+    assert res.answer in ("41", "42")
+    assert all(c["steps"][0]["output"].strip() == "11" for c in res.candidates)
+    assert res.record.environment == "kernel"
+
+
+def test_rlm_magic_end_to_end(ip: InteractiveShell) -> None:
+    res = ip.run_cell_magic("rlm", "doc", "How long?")
+    assert res.status == "done" and res.answer == "42"
+    assert res.record.kind == "rlm" and res.winner == 0
+    assert len(res.candidates) == 1 and len(res.candidates[0]["steps"]) == 2
+    assert "rlm done" in res._repr_mimebundle_()["text/plain"]
