@@ -135,7 +135,7 @@ class OpenAIClient(ModelClient):
         super().__init__(model_name)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = api_key or os.environ.get(self.api_key_env) or None
-        #: True when no real key was found and none is needed (a custom base_url).
+        #: True when the real endpoint would be called without a key (custom servers need none).
         official = self.base_url is None or urlsplit(self.base_url).hostname == OFFICIAL_HOST
         self.missing_api_key = key is None and official
         self._api_key = key if key is not None else PLACEHOLDER_API_KEY
@@ -147,26 +147,35 @@ class OpenAIClient(ModelClient):
         self.response_format = response_format
         self.temperature = temperature
         self._lock = threading.Lock()
-        self._client: Any = None
+        self._sdk_client: Any = None
+        #: Set by ``close()``; subclasses may refuse further calls once it is set.
+        self._closed = threading.Event()
 
-    def _sdk(self) -> Any:
+    @property
+    def _client(self) -> Any:
         """The SDK client, built on first use.
 
-        Built late so that construction stays cheap and network-free, and so that a
-        subclass may settle ``base_url`` (e.g. after starting a server) before the first call.
+        Built late so that construction stays cheap (importing the SDK and loading TLS
+        certificates take ~0.7 s) and network-free, and so that a subclass may settle
+        ``base_url`` first or assign its own client (e.g. after starting a server).
         """
         with self._lock:
-            if self._client is None:
+            if self._sdk_client is None:
                 import openai
 
-                self._client = openai.OpenAI(
+                self._sdk_client = openai.OpenAI(
                     api_key=self._api_key,
                     base_url=self.base_url,
                     timeout=self.timeout,
                     max_retries=0,
                     default_headers=self.default_headers or None,
                 )
-            return self._client
+            return self._sdk_client
+
+    @_client.setter
+    def _client(self, client: Any) -> None:
+        with self._lock:
+            self._sdk_client = client
 
     def check(self) -> None:
         """``ConfigurationError``: no key for the real endpoint, or ``base_url`` refuses TCP."""
@@ -205,7 +214,7 @@ class OpenAIClient(ModelClient):
         if extra:
             params["extra_body"] = extra
 
-        sdk = self._sdk()
+        sdk = self._client
 
         def attempt(timeout: float | None) -> Any:
             return sdk.chat.completions.create(
@@ -251,8 +260,9 @@ class OpenAIClient(ModelClient):
 
     def close(self) -> None:
         """Close the SDK's connection pool (idempotent; a later call opens a new one)."""
+        self._closed.set()
         with self._lock:
-            client, self._client = self._client, None
+            client, self._sdk_client = self._sdk_client, None
         if client is not None:
             client.close()
 

@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 #: Longest single backoff sleep; a server asking for longer is still obeyed up to the deadline.
 MAX_BACKOFF_S = 30.0
+#: Longest ``Retry-After`` wait obeyed; the SDKs use the same bound.
+MAX_RETRY_AFTER_S = 60.0
 #: Server error text beyond this is cut so error messages stay readable.
 MAX_ERROR_TEXT = 500
 
@@ -181,9 +183,11 @@ def call_with_retries(
             if failure is None:
                 raise
             last_exc = exc
-        delay = (
-            failure.retry_after if failure.retry_after is not None else policy.backoff(tries - 1)
-        )
+        if failure.retry_after is not None:
+            # A server hint is obeyed up to a sane bound (a misconfigured proxy may say hours).
+            delay = min(failure.retry_after, MAX_RETRY_AFTER_S)
+        else:
+            delay = policy.backoff(tries - 1)
         out_of_time = deadline is not None and time.monotonic() + delay >= deadline
         if not failure.retryable or tries > policy.max_retries or out_of_time:
             elapsed = time.monotonic() - start

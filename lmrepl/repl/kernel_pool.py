@@ -13,11 +13,14 @@ import atexit
 import contextlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
@@ -140,8 +143,25 @@ class _Spawner:
         return fut
 
 
+_runtime_lock = threading.Lock()
+_runtime_dir: str | None = None
+
+
+def _private_runtime_dir() -> str:
+    """A 0700 directory for connection files and ipc sockets (removed at exit)."""
+    global _runtime_dir
+    with _runtime_lock:
+        if _runtime_dir is None or not os.path.isdir(_runtime_dir):
+            _runtime_dir = tempfile.mkdtemp(prefix="lmrepl-k-")
+            atexit.register(shutil.rmtree, _runtime_dir, True)
+        return _runtime_dir
+
+
 def _launch(env: dict[str, str]) -> KernelHandle:
-    km = KernelManager(transport="ipc")
+    # A unique ipc path per kernel: jupyter_client picks ipc "ports" by probing for
+    # existing socket files, so kernels launched back to back would otherwise collide.
+    base = os.path.join(_private_runtime_dir(), uuid.uuid4().hex[:12])
+    km = KernelManager(transport="ipc", ip=base, connection_file=base + ".json")
     km._kernel_spec = KernelSpec(
         argv=[sys.executable, "-c", _LAUNCH_CODE, "-f", "{connection_file}"],
         display_name="lmrepl",

@@ -1,0 +1,207 @@
+"""The embedded model's shared server and the ``local`` backend (real llama.cpp, slow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from lmrepl.clients.base import CallOptions, Completion
+from lmrepl.clients.local import LOCAL_BACKEND_KWARGS, LocalClient
+from lmrepl.errors import BackendError, ConfigurationError
+from lmrepl.local.server import LocalServer, get_server, shutdown_servers
+
+pytest.importorskip("xllamacpp")
+
+PROMPT = [{"role": "user", "content": "Write a Python function that adds two numbers."}]
+
+
+def test_constructing_a_client_starts_nothing() -> None:
+    client = LocalClient(n_parallel=2, max_tokens_default=16)
+    assert client.backend == "local"
+    assert client.model_name == "qwen2.5-coder-0.5b-instruct"
+    assert client._bound is None
+    client.close()
+    assert {"model_path", "n_parallel", "n_ctx", "max_tokens_default"} <= LOCAL_BACKEND_KWARGS
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_parallel": 0}, {"n_ctx": 10}, {"max_tokens_default": 0}, {"n_parallel": "4"}],
+)
+def test_bad_client_arguments_fail_at_construction(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        LocalClient(**kwargs)  # type: ignore[arg-type]
+
+
+def test_check_names_a_missing_model_file(tmp_path: object) -> None:
+    client = LocalClient(model_path=f"{tmp_path}/nope.gguf")
+    with pytest.raises(ConfigurationError, match=r"nope\.gguf"):
+        client.check()
+
+
+def test_bad_server_arguments() -> None:
+    with pytest.raises(ValueError):
+        LocalServer(n_parallel=0)
+    with pytest.raises(ConfigurationError):
+        _ = LocalServer().base_url  # not started
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    started = time.perf_counter()
+    srv = get_server()
+    print(f"\nget_server: {time.perf_counter() - started:.2f} s (load {srv.load_seconds:.2f} s)")
+    try:
+        yield srv
+    finally:
+        shutdown_servers()
+
+
+@pytest.fixture(scope="module")
+def client(server: LocalServer) -> Iterator[LocalClient]:
+    c = LocalClient()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _get(url: str, key: str | None = None) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.model
+def test_one_shared_server_on_loopback_with_a_key(server: LocalServer) -> None:
+    assert get_server() is server
+    assert get_server(n_parallel=8) is server  # more slots asked: the running one is kept
+    assert server.base_url.startswith("http://127.0.0.1:") and server.base_url.endswith("/v1")
+    assert server.model_name == "qwen2.5-coder-0.5b-instruct"
+    assert server.api_key
+    assert _get(server.base_url + "/models") == 401
+    assert _get(server.base_url + "/models", server.api_key) == 200
+
+
+@pytest.mark.model
+def test_chat_completion_through_the_local_client(client: LocalClient) -> None:
+    started = time.perf_counter()
+    reply = client.complete(PROMPT, CallOptions(temperature=0, max_tokens=32))
+    elapsed = time.perf_counter() - started
+    print(f"\n32-token reply: {elapsed:.2f} s, {reply.output_tokens / elapsed:.1f} tokens/s")
+    assert reply.text.strip()
+    assert reply.usage_reported
+    assert reply.input_tokens > 10
+    assert 0 < reply.output_tokens <= 32
+    assert reply.model == "qwen2.5-coder-0.5b-instruct"
+    again = client.complete(PROMPT, CallOptions(temperature=0, max_tokens=32))
+    assert again.text == reply.text  # greedy decoding is repeatable
+
+
+@pytest.mark.model
+def test_default_reply_cap_applies_when_the_caller_sets_none(server: LocalServer) -> None:
+    capped = LocalClient(max_tokens_default=5)
+    try:
+        reply = capped.complete(PROMPT, CallOptions(temperature=0))
+    finally:
+        capped.close()
+    assert 0 < reply.output_tokens <= 5
+
+
+@pytest.mark.model
+def test_two_concurrent_requests_are_both_answered(client: LocalClient) -> None:
+    results: list[Completion | BaseException] = []
+
+    def ask(i: int) -> None:
+        try:
+            results.append(
+                client.complete(
+                    [{"role": "user", "content": f"Name {i + 2} prime numbers."}],
+                    CallOptions(temperature=0, max_tokens=24),
+                )
+            )
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    elapsed = time.perf_counter() - started
+    assert len(results) == 2
+    assert all(isinstance(r, Completion) and r.text.strip() for r in results), results
+    total = sum(r.output_tokens for r in results if isinstance(r, Completion))
+    print(f"\n2 concurrent: {total} tokens in {elapsed:.2f} s, {total / elapsed:.1f} tokens/s")
+
+
+@pytest.mark.model
+def test_stop_with_a_request_in_flight_is_prompt(server: LocalServer) -> None:
+    # Runs last in this module: it stops the shared server (the fixture's stop is then a no-op).
+    slow = LocalClient(max_retries=0)
+    outcome: list[BaseException | Completion] = []
+
+    def long_request() -> None:
+        try:
+            outcome.append(
+                slow.complete(
+                    [{"role": "user", "content": "Write a long essay about compilers."}],
+                    CallOptions(max_tokens=2000),
+                )
+            )
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=long_request, daemon=True)
+    worker.start()
+    time.sleep(1.5)  # generation under way
+    started = time.perf_counter()
+    shutdown_servers()
+    elapsed = time.perf_counter() - started
+    worker.join(timeout=10)
+    assert not server.running
+    assert elapsed < 5.0
+    assert len(outcome) == 1 and isinstance(outcome[0], BackendError)
+    slow.close()
+
+
+@pytest.mark.model
+def test_interpreter_exit_mid_generation_neither_hangs_nor_crashes() -> None:
+    script = textwrap.dedent(
+        """
+        import threading, time
+        from lmrepl.clients.base import CallOptions
+        from lmrepl.clients.local import LocalClient
+        client = LocalClient(max_retries=0)
+        client.complete([{"role": "user", "content": "hi"}], CallOptions(max_tokens=2))
+        def work():
+            try:
+                client.complete([{"role": "user", "content": "Write a long essay."}],
+                                CallOptions(max_tokens=2000))
+            except Exception:
+                pass
+        for _ in range(2):
+            threading.Thread(target=work, daemon=True).start()
+        time.sleep(1.5)
+        print("exiting", flush=True)
+        """
+    )
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "exiting" in proc.stdout
+    print(f"\nsubprocess with exit mid-generation: {time.perf_counter() - started:.1f} s")
