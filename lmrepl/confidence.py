@@ -26,12 +26,12 @@ __all__ = [
     "strip_confidence",
 ]
 
+# Phrased as part of the reply's format: a small model told "after every step, end
+# with a confidence line" replied with that line alone and no code (measured).
 CONFIDENCE_INSTRUCTION = (
-    "After every step, end your reply with one line of JSON exactly like\n"
-    '{"confidence": N}\n'
-    "where N is an integer from 0 to 100: how sure you are that the work so far "
-    "leads to a correct final answer (0 = surely wrong, 100 = certainly right). "
-    "Write this line outside the code block."
+    "Every reply has two parts: first a ```repl block with code, then a last line "
+    '{"confidence": N}, N from 0 to 100 = how sure you are that your work so far leads '
+    "to the right answer."
 )
 
 # A number as a model writes it: optional sign, digits with an optional fraction,

@@ -71,9 +71,11 @@ class Engine:
         """The client for ``llm_query(..., model=model)``.
 
         No model: the first of ``other_backends`` if any, else the root model.
-        A named model must match one configured client's ``model_name``.
+        A named model must match one configured client's ``model_name`` — unless only
+        one model is configured: then there is nothing to choose, and small models
+        that name one they know from training (``"gpt-4"``) still get an answer.
         """
-        if model is None:
+        if model is None or not self.other_clients:
             return self.other_clients[0] if self.other_clients else self.root_client
         for client in self.all_clients():
             if client.model_name == model:

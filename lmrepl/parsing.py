@@ -139,3 +139,31 @@ def find_final_text(reply: str) -> FinalText | None:
 def strip_fences(text: str) -> str:
     """The reply without code blocks (what is left is prose)."""
     return re.sub(r"```.*?(```|$)", "", text, flags=re.S).strip()
+
+
+def _mentions(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+
+
+def overwrites_context(code: str) -> bool:
+    """True when top-level code rebinds ``context`` to something not computed from it.
+
+    Small models write ``context = "..."`` (an invented stand-in) and then work on
+    that; refusing the cell with an explanation keeps them on the real data.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets = [stmt.target]
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id == "context":
+                if stmt.value is None or not _mentions(stmt.value, "context"):
+                    return True
+    return False

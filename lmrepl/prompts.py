@@ -42,6 +42,16 @@ NO_CODE_NUDGE = (
     "`context`, or submit with FINAL(value) inside a ```repl block."
 )
 
+CONTEXT_OVERWRITE_NOTE = (
+    "[lmrepl] This block was not run: it assigns a new value to `context`, which already "
+    "holds the real data. Use `context` directly (for example print(context[:500]))."
+)
+
+REPEATED_CODE_NOTE = (
+    "[lmrepl] This is the same code as your previous step, so it gives the same output. "
+    "Try something different: look at another part of `context`, or submit with FINAL(value)."
+)
+
 FINAL_REQUEST = (
     "You have used all your steps. Reply now with only your final answer on the last "
     "line as FINAL(your answer). Do not write more code."
@@ -60,9 +70,9 @@ def describe_context(contexts: list[Any]) -> str:
 def _describe(ctx: Any) -> str:
     if isinstance(ctx, str):
         lines = ctx.count("\n") + (1 if ctx else 0)
-        return f"str of {len(ctx):,} characters ({lines:,} lines)"
+        return f"a str with {len(ctx):,} characters in {lines:,} lines"
     if isinstance(ctx, bytes):
-        return f"bytes of {len(ctx):,} bytes"
+        return f"a bytes object of {len(ctx):,} bytes"
     if isinstance(ctx, Mapping):
         keys = list(ctx.keys())
         shown = ", ".join(repr(k) for k in keys[:10]) + (", …" if len(keys) > 10 else "")

@@ -29,10 +29,12 @@ from lmrepl.events import (
     RunStarted,
 )
 from lmrepl.limits import LimitGuard
-from lmrepl.parsing import find_code_blocks, find_final_text, strip_fences
+from lmrepl.parsing import find_code_blocks, find_final_text, overwrites_context, strip_fences
 from lmrepl.prompts import (
+    CONTEXT_OVERWRITE_NOTE,
     FINAL_REQUEST,
     NO_CODE_NUDGE,
+    REPEATED_CODE_NOTE,
     build_system_prompt,
     describe_context,
     first_user_message,
@@ -296,6 +298,7 @@ class Trajectory:
             {"role": "user", "content": first_user_message(question, info, history_turns)},
         ]
         errors_in_row = 0
+        previous_code: list[str] | None = None
         s = self.engine.settings
         for iteration in range(1, self.max_iterations + 1):
             self.guard.check()
@@ -314,6 +317,9 @@ class Trajectory:
                 if blocks
                 else (outputs[0] if outputs else NO_CODE_NUDGE)
             )
+            if blocks and blocks == previous_code:
+                feedback += "\n" + REPEATED_CODE_NOTE
+            previous_code = blocks or previous_code
             messages += [
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": feedback},
@@ -343,6 +349,18 @@ class Trajectory:
             answer, note = self._resolve_final_text(bridge, final.kind, final.argument, iteration)
             return answer, ([note] if note else []), [], [], False
         for index, code in enumerate(blocks):
+            if overwrites_context(code):
+                outputs.append(CONTEXT_OVERWRITE_NOTE)
+                cells.append(
+                    {
+                        "code": code,
+                        "output": CONTEXT_OVERWRITE_NOTE,
+                        "status": "refused",
+                        "duration": 0.0,
+                    }
+                )
+                failed = True
+                continue
             cell = self._run_cell(bridge, iteration, index, code)
             text = cell.text(self.engine.settings.max_output_chars)
             outputs.append(text)

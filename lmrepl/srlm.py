@@ -149,7 +149,13 @@ class SRLM(RLM):
             "steps": [],
         }
         clusters = [{"answer": answer, "members": [0], "votes": 1}]
-        meta = {"mode": "direct", "candidates": [record], "clusters": clusters, "winner": 0}
+        meta = {
+            "mode": "direct",
+            "answer": answer,
+            "candidates": [record],
+            "clusters": clusters,
+            "winner": 0,
+        }
         engine.bus.publish(
             SearchFinished(
                 run_id=run_id,
@@ -304,6 +310,7 @@ class SRLM(RLM):
         answer = cands[winner].answer if winner is not None else None
         meta = {
             "mode": "rlm",
+            "answer": answer,
             "candidates": records,
             "clusters": clusters,
             "winner": winner,

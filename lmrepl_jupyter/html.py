@@ -230,13 +230,18 @@ def candidate_title_html(cand: CandidateRecord, record: TrajectoryRecord) -> str
 
 
 def candidate_body_html(
-    cand: CandidateRecord, running_code: str | None, opts: RenderOptions | None = None
+    cand: CandidateRecord,
+    running_code: str | None,
+    opts: RenderOptions | None = None,
+    activity: str | None = None,
 ) -> str:
-    """Column body: the steps, the cell running now, then the answer or the error."""
+    """Column body: the steps, what runs now, then the answer or the error."""
     opts = opts or RenderOptions()
     html = "".join(step_html(s, opts) for s in cand.steps)
+    if activity is not None or running_code is not None:
+        label = escape(activity or "running…")
+        html += f'<div style="font-size:11px;color:#1565c0;margin-top:6px;">{label}</div>'
     if running_code is not None:
-        html += '<div style="font-size:11px;color:#1565c0;margin-top:6px;">running…</div>'
         html += code_html(running_code, opts.max_code_lines)
     if cand.answer is not None:
         answer = truncate(cand.answer, 20, opts.max_answer_chars)
@@ -264,10 +269,11 @@ def panel_html(state: PanelState, opts: RenderOptions | None = None) -> str:
     cols = []
     for cand in rec.candidates:
         win = rec.winner == cand.index
+        running = state.running_code.get(cand.index)
+        body = candidate_body_html(cand, running, opts, state.activity(cand.index))
         cols.append(
             f'<div class="lmrepl-candidate{" lmrepl-winner" if win else ""}" '
-            f'style="{column_style(win)}">{candidate_title_html(cand, rec)}'
-            f"{candidate_body_html(cand, state.running_code.get(cand.index), opts)}</div>"
+            f'style="{column_style(win)}">{candidate_title_html(cand, rec)}{body}</div>'
         )
     answer = ""
     if rec.mode == "direct" and rec.answer is not None:

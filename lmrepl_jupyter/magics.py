@@ -35,6 +35,7 @@ from lmrepl_jupyter.options import (
     search_arguments,
 )
 from lmrepl_jupyter.panel_state import PanelState
+from lmrepl_jupyter.record import to_plain
 from lmrepl_jupyter.result import SRLMResult
 
 EngineFactory = Callable[[str, dict[str, Any]], Any]
@@ -207,7 +208,8 @@ class SRLMMagics(Magics):
         rec.backend = str(spec.engine_kwargs.get("backend"))
         rec.model = spec.model
         rec.environment = str(spec.engine_kwargs.get("environment"))
-        rec.config = mask_secrets({"variable": spec.var, **spec.engine_kwargs})
+        # Functions (responders, custom tools) are kept as their repr: the record is JSON.
+        rec.config = to_plain(mask_secrets({"variable": spec.var, **spec.engine_kwargs}))
         view, panel = self._view(spec)
         outcome = run_with_view(
             engine,

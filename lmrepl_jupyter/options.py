@@ -57,11 +57,21 @@ def common_arguments(func: F) -> F:
     return _apply(
         func,
         [
-            _arg("-b", "--backend", help="model backend: local, openai, anthropic, replay"),
+            _arg(
+                "-b",
+                "--backend",
+                metavar="NAME",
+                help="local, openai, anthropic or replay",
+            ),
             _arg("-m", "--model", help="model name (backend_kwargs['model_name'])"),
-            _arg("--base-url", help="OpenAI-compatible server URL (backend_kwargs)"),
-            _arg("--cell-timeout", type=float, help="seconds per REPL cell (hard timeout)"),
-            _arg("--max-iterations", type=int, help="iterations per trajectory"),
+            _arg("--base-url", metavar="URL", help="OpenAI-compatible server URL"),
+            _arg(
+                "--cell-timeout",
+                type=float,
+                metavar="S",
+                help="hard time limit per REPL cell",
+            ),
+            _arg("--max-iterations", type=int, metavar="N", help="iterations per trajectory"),
             _arg(
                 "--no-panel",
                 action="store_true",
@@ -78,9 +88,21 @@ def search_arguments(func: F) -> F:
     return _apply(
         func,
         [
-            _arg("-k", "--candidates", type=int, help="number of candidate trajectories K"),
-            _arg("-p", "--parallel", type=int, help="candidates run at once"),
-            _arg("-t", "--temperature", type=float, help="sampling temperature of candidates"),
+            _arg(
+                "-k",
+                "--candidates",
+                type=int,
+                metavar="K",
+                help="candidate trajectories",
+            ),
+            _arg("-p", "--parallel", type=int, metavar="P", help="candidates run at once"),
+            _arg(
+                "-t",
+                "--temperature",
+                type=float,
+                metavar="T",
+                help="candidate temperature",
+            ),
             _arg(
                 "--confidence",
                 dest="confidence",
@@ -96,7 +118,12 @@ def search_arguments(func: F) -> F:
                 const=False,
                 help="no confidence elicitation (shortest trace wins)",
             ),
-            _arg("--direct-threshold", type=int, help="answer directly below N characters"),
+            _arg(
+                "--direct-threshold",
+                type=int,
+                metavar="N",
+                help="direct call below N chars",
+            ),
             _arg(
                 "--early-stop",
                 dest="early_stop",
@@ -105,7 +132,13 @@ def search_arguments(func: F) -> F:
                 default=None,
                 help="stop remaining candidates once a majority agrees",
             ),
-            _arg("--no-early-stop", dest="early_stop", action="store_const", const=False),
+            _arg(
+                "--no-early-stop",
+                dest="early_stop",
+                action="store_const",
+                const=False,
+                help="run every candidate to its end",
+            ),
         ],
     )
 

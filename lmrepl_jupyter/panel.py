@@ -27,6 +27,13 @@ COLUMN_CLASS = "lmrepl-candidate"
 WINNER_CLASS = "lmrepl-winner"
 
 
+class PanelBox(widgets.VBox):  # type: ignore[misc]
+    """The panel's outer box; its text form stands in where widgets cannot render."""
+
+    def __repr__(self) -> str:
+        return "<lmrepl live panel: where widgets do not render, see the result below>"
+
+
 class CandidateColumn:
     """One candidate's column: a title and a body, in a VBox."""
 
@@ -71,7 +78,7 @@ class WidgetPanel:
         self.row = widgets.HBox(
             [], layout=widgets.Layout(width="100%", align_items="flex-start", overflow="auto")
         )
-        self.widget = widgets.VBox([self.header, self.clusters, self.row])
+        self.widget = PanelBox([self.header, self.clusters, self.row])
         self.widget.add_class(PANEL_CLASS)
         self.columns: list[CandidateColumn] = []
 
@@ -122,7 +129,10 @@ class WidgetPanel:
                 col.title.value = candidate_title_html(cand, rec)
                 if col.index in dirty:
                     col.body.value = candidate_body_html(
-                        cand, state.running_code.get(col.index), self.options
+                        cand,
+                        state.running_code.get(col.index),
+                        self.options,
+                        state.activity(col.index),
                     )
                 col.set_winner(rec.winner is not None and rec.winner == col.index)
 

@@ -95,6 +95,20 @@ class PanelState:
         end = rec.finished_at if rec.finished_at is not None else (now or time.time())
         return max(0.0, end - rec.started_at)
 
+    def activity(self, index: int) -> str | None:
+        """What candidate ``index`` is doing now, for display (None when idle or done)."""
+        if index >= len(self.record.candidates):
+            return None
+        cand = self.record.candidates[index]
+        if cand.status != "running":
+            return None
+        step = self.iteration.get(index, 0)
+        if self.running_code.get(index) is not None:
+            return f"step {step}: running code…"
+        if step > len(cand.steps):
+            return f"step {step}: waiting for the model…"
+        return None
+
     def _index(self, event: Event) -> int | None:
         # A plain RLM has no candidate index: its whole run is column 0. In a search,
         # events without a candidate belong to the search itself (e.g. direct mode).

@@ -45,7 +45,7 @@ def test_parse_confidence(text: str | None, expected: float | None) -> None:
 
 def test_instruction_names_the_format_and_scale() -> None:
     assert '{"confidence": N}' in CONFIDENCE_INSTRUCTION
-    assert "0 to 100" in CONFIDENCE_INSTRUCTION
+    assert "0 to 100" in CONFIDENCE_INSTRUCTION and "```repl" in CONFIDENCE_INSTRUCTION
     # The example line in the instruction must itself not parse as a report.
     assert parse_confidence(CONFIDENCE_INSTRUCTION) is None
 

@@ -156,3 +156,16 @@ def test_lm_repl_call_shape_without_question(scripted_server: ScriptedServer) ->
     result = make_rlm(scripted_server).completion("do it")
     assert result.response == "DO IT"
     assert "Question:" in scripted_server.model_requests()[0].messages[1]["content"]
+
+
+def test_repeated_code_gets_a_note(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("print(1)"), repl("print(1)"), repl("FINAL(1)")])
+    make_rlm(scripted_server).completion("c", "q")
+    assert "same code as your previous step" not in last_user(scripted_server.model_requests()[1])
+    assert "same code as your previous step" in last_user(scripted_server.model_requests()[2])
+
+
+def test_cell_overwriting_context_is_refused(scripted_server: ScriptedServer) -> None:
+    scripted_server.script([repl("context = 'invented'"), repl("FINAL(context)")])
+    assert make_rlm(scripted_server).completion("real", "q").response == "real"
+    assert "was not run" in last_user(scripted_server.model_requests()[1])

@@ -149,10 +149,32 @@ def test_other_backends_serve_subcalls(scripted_server: ScriptedServer) -> None:
     assert set(result.usage_summary.model_usage_summaries) == {"m", "small"}
 
 
-def test_unknown_submodel_is_an_error_in_the_cell(scripted_server: ScriptedServer) -> None:
-    scripted_server.script([repl("llm_query('x', model='nope')"), repl("FINAL(1)")])
-    make_rlm(scripted_server).completion("c", "q")
-    assert "unknown model 'nope'" in last_user(scripted_server.model_requests()[1])
+def test_unknown_submodel_is_an_error_when_there_is_a_choice(
+    scripted_server: ScriptedServer,
+) -> None:
+    with ScriptedServer() as other:
+        kw = backend(other, model="small")
+        rlm = make_rlm(
+            scripted_server,
+            other_backends=[kw["backend"]],
+            other_backend_kwargs=[kw["backend_kwargs"]],
+        )
+        scripted_server.script([repl("llm_query('x', model='nope')"), repl("FINAL(1)")])
+        rlm.completion("c", "q")
+    feedback = last_user(scripted_server.model_requests()[1])
+    assert "unknown model 'nope'" in feedback and "small" in feedback
+    assert "runtime.py" not in feedback  # lmrepl's own frames are not shown
+
+
+def test_any_submodel_name_uses_the_only_model(scripted_server: ScriptedServer) -> None:
+    scripted_server.script(
+        responder=lambda req: [repl("r = llm_query('x', model='gpt-4')"), repl("FINAL(r)")][
+            turns(req)
+        ]
+        if is_root(req)
+        else "only-model"
+    )
+    assert make_rlm(scripted_server).completion("c", "q").response == "only-model"
 
 
 def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer) -> None:

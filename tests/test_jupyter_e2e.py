@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from lmrepl.testing import ScriptedRequest, ScriptedServer
 
+from lmrepl.testing import ScriptedRequest, ScriptedServer
 from lmrepl_jupyter import MIME_TYPE, SRLMResult
 from lmrepl_jupyter.panel import WINNER_CLASS, WidgetPanel
+
+
+def run_magic(shell: InteractiveShell, name: str, line: str, cell: str) -> Any:
+    """``shell.run_cell_magic`` (untyped in IPython), typed."""
+    return shell.run_cell_magic(name, line, cell)  # type: ignore[no-untyped-call]
+
 
 STEP = 'Let me look.\n```repl\nprint(len(context))\n```\n{"confidence": 90}'
 
@@ -61,13 +70,13 @@ def ip(server: ScriptedServer) -> Iterator[InteractiveShell]:
 
 
 def test_srlm_k3_panel_and_result(ip: InteractiveShell, server: ScriptedServer) -> None:
-    res = ip.run_cell_magic("srlm", "-k 3 -o res doc", "How long is the text?")
+    res = run_magic(ip, "srlm", "-k 3 -o res doc", "How long is the text?")
     assert isinstance(res, SRLMResult) and ip.user_ns["res"] is res
     assert res.status == "done", res.error
     assert res.answer == "42"
     assert [c["status"] for c in res.candidates] == ["done"] * 3
     assert sorted(c["answer"] for c in res.candidates) == ["41", "42", "42"]
-    assert [sorted(c["members"]) for c in res.clusters if c["answer"] == "42"][0] == [
+    assert next(sorted(c["members"]) for c in res.clusters if c["answer"] == "42") == [
         i for i, c in enumerate(res.candidates) if c["answer"] == "42"
     ]
     assert res.winner is not None and res.candidates[res.winner]["answer"] == "42"
@@ -90,11 +99,9 @@ def test_srlm_k3_panel_and_result(ip: InteractiveShell, server: ScriptedServer) 
     assert res.answer in bundle["text/plain"].splitlines()[0]
 
 
-def test_srlm_with_the_text_view(
-    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_srlm_with_the_text_view(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     ip.run_line_magic("config", "SRLMMagics.panel = 'auto'")  # no kernel here: rich view
-    res = ip.run_cell_magic("srlm", "-k 2 --no-confidence doc", "How long?")
+    res = run_magic(ip, "srlm", "-k 2 --no-confidence doc", "How long?")
     assert res.status == "done" and res.panel is None
     out = capsys.readouterr().out
     assert "%%srlm" in out and "done" in out and "answer: 42" in out
@@ -104,7 +111,7 @@ def test_unreachable_server_gives_a_failed_result(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ip.run_line_magic("config", "SRLMMagics.panel = 'off'")
-    res = ip.run_cell_magic("srlm", "-k 2 --base-url http://127.0.0.1:9/v1 doc", "q")
+    res = run_magic(ip, "srlm", "-k 2 --base-url http://127.0.0.1:9/v1 doc", "q")
     assert res.status == "failed" and res.answer is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("%%srlm failed:")
@@ -112,7 +119,7 @@ def test_unreachable_server_gives_a_failed_result(
 
 def test_srlm_in_the_kernel_environment(ip: InteractiveShell) -> None:
     ip.run_line_magic("config", "SRLMMagics.environment = 'kernel'")
-    res = ip.run_cell_magic("srlm", "-k 2 -p 1 --cell-timeout 20 doc", "How long?")
+    res = run_magic(ip, "srlm", "-k 2 -p 1 --cell-timeout 20 doc", "How long?")
     assert res.status == "done", res.error
     assert res.answer in ("41", "42")
     assert all(c["steps"][0]["output"].strip() == "11" for c in res.candidates)
@@ -120,8 +127,27 @@ def test_srlm_in_the_kernel_environment(ip: InteractiveShell) -> None:
 
 
 def test_rlm_magic_end_to_end(ip: InteractiveShell) -> None:
-    res = ip.run_cell_magic("rlm", "doc", "How long?")
+    res = run_magic(ip, "rlm", "doc", "How long?")
     assert res.status == "done" and res.answer == "42"
     assert res.record.kind == "rlm" and res.winner == 0
     assert len(res.candidates) == 1 and len(res.candidates[0]["steps"]) == 2
     assert "rlm done" in res._repr_mimebundle_()["text/plain"]
+
+
+def test_interrupt_cancels_and_returns_the_partial_result(
+    ip: InteractiveShell, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.script(responder=lambda req: STEP, latency=0.2)  # never answers
+    # A KeyboardInterrupt in this (the magic's) thread, as the kernel's interrupt does.
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        res = run_magic(ip, "srlm", "-k 2 -p 2 --max-iterations 20 -o part doc", "How long?")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    assert res.status == "cancelled" and ip.user_ns["part"] is res
+    assert all(c["status"] == "cancelled" for c in res.candidates)
+    assert res.panel is not None and all("cancelled" in c.title.value for c in res.panel.columns)
+    assert "cancelled" in capsys.readouterr().err

@@ -8,11 +8,16 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from lmrepl.events import Event
-from lmrepl.types import RLMChatCompletion, UsageSummary
 
 import lmrepl_jupyter
+from lmrepl.events import Event
+from lmrepl.types import RLMChatCompletion, UsageSummary
 from lmrepl_jupyter import SRLMMagics, SRLMResult
+
+
+def run_magic(shell: InteractiveShell, name: str, line: str, cell: str) -> Any:
+    """``shell.run_cell_magic`` (untyped in IPython), typed."""
+    return shell.run_cell_magic(name, line, cell)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ def engines(ip: InteractiveShell) -> Iterator[list[RecordingEngine]]:
         return made[-1]
 
     m = magics(ip)
-    m.engine_factory = factory  # type: ignore[assignment]
+    m.engine_factory = factory
     m.panel = "off"
     yield made
 
@@ -96,7 +101,7 @@ def test_config_traits_feed_the_engine(ip: InteractiveShell, engines: list[Any])
     ip.run_line_magic("config", "SRLMMagics.n_candidates = 4")
     ip.run_line_magic("config", "SRLMMagics.candidate_temperature = None")
     ip.run_line_magic("config", "SRLMMagics.environment_kwargs = {'cell_timeout': 9}")
-    res = ip.run_cell_magic("srlm", "doc", "What is it?\n")
+    res = run_magic(ip, "srlm", "doc", "What is it?\n")
     assert isinstance(res, SRLMResult) and res.answer == "fine"
     kw = engines[0].kwargs
     assert engines[0].kind == "srlm"
@@ -119,7 +124,7 @@ def test_options_override_config(ip: InteractiveShell, engines: list[Any]) -> No
         "-k 5 -p 2 -t 0.3 --no-confidence -b openai -m gpt-x --base-url http://127.0.0.1:9/v1 "
         "--direct-threshold 100 --cell-timeout 5 --max-iterations 3 --early-stop -o out doc"
     )
-    res = ip.run_cell_magic("srlm", line, "q")
+    res = run_magic(ip, "srlm", line, "q")
     kw = engines[0].kwargs
     assert kw["n_candidates"] == 5 and kw["candidate_parallel"] == 2
     assert kw["candidate_temperature"] == 0.3 and kw["confidence_elicitation"] is False
@@ -131,12 +136,12 @@ def test_options_override_config(ip: InteractiveShell, engines: list[Any]) -> No
 
 
 def test_rlm_magic_runs_one_trajectory(ip: InteractiveShell, engines: list[Any]) -> None:
-    res = ip.run_cell_magic("rlm", "--max-iterations 2 doc", "q")
+    res = run_magic(ip, "rlm", "--max-iterations 2 doc", "q")
     assert engines[0].kind == "rlm" and "n_candidates" not in engines[0].kwargs
     assert engines[0].kwargs["max_iterations"] == 2
     assert res.record.kind == "rlm"
     with pytest.raises(UsageError):
-        ip.run_cell_magic("rlm", "-k 3 doc", "q")  # no candidates in %%rlm
+        run_magic(ip, "rlm", "-k 3 doc", "q")  # no candidates in %%rlm
 
 
 @pytest.mark.parametrize(
@@ -162,7 +167,7 @@ def test_usage_errors(
     ip: InteractiveShell, engines: list[Any], magic: str, line: str, cell: str, needle: str
 ) -> None:
     with pytest.raises(UsageError) as info:
-        ip.run_cell_magic(magic, line, cell)
+        run_magic(ip, magic, line, cell)
     msg = str(info.value)
     assert needle in msg
     assert "\n" not in msg.strip()
@@ -173,9 +178,9 @@ def test_engine_rejecting_its_arguments_is_a_usage_error(ip: InteractiveShell) -
     def factory(kind: str, kwargs: dict[str, Any]) -> Any:
         raise ValueError("unknown backend 'nonsense'\n  (more detail)")
 
-    magics(ip).engine_factory = factory  # type: ignore[assignment]
+    magics(ip).engine_factory = factory
     with pytest.raises(UsageError, match=r"^%%srlm: ValueError: unknown backend 'nonsense'$"):
-        ip.run_cell_magic("srlm", "doc", "q")
+        run_magic(ip, "srlm", "doc", "q")
 
 
 def test_failure_during_the_run_returns_a_failed_result(
@@ -185,9 +190,9 @@ def test_failure_during_the_run_returns_a_failed_result(
         return RecordingEngine(kind, kwargs, fail=ConnectionError("server unreachable"))
 
     m = magics(ip)
-    m.engine_factory = factory  # type: ignore[assignment]
+    m.engine_factory = factory
     m.panel = "off"
-    res = ip.run_cell_magic("srlm", "-o r doc", "q")
+    res = run_magic(ip, "srlm", "-o r doc", "q")
     assert res.status == "failed" and res.answer is None
     assert res.error == "ConnectionError: server unreachable"
     assert ip.user_ns["r"] is res
@@ -221,6 +226,16 @@ def test_local_backend_names_the_embedded_model(
 
 def test_help_lists_the_options() -> None:
     doc = SRLMMagics.srlm.__doc__ or ""
-    for flag in ("-k", "--parallel", "--temperature", "--no-confidence", "--cell-timeout",
-                 "--direct-threshold", "--max-iterations", "--early-stop", "-o", "VAR"):
+    for flag in (
+        "-k",
+        "--parallel",
+        "--temperature",
+        "--no-confidence",
+        "--cell-timeout",
+        "--direct-threshold",
+        "--max-iterations",
+        "--early-stop",
+        "-o",
+        "VAR",
+    ):
         assert flag in doc

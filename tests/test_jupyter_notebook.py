@@ -9,9 +9,9 @@ from typing import Any
 
 import nbformat
 import pytest
-from lmrepl.testing import ScriptedRequest, ScriptedServer
 from nbclient import NotebookClient
 
+from lmrepl.testing import ScriptedRequest, ScriptedServer
 from lmrepl_jupyter import MIME_TYPE
 from lmrepl_jupyter.panel import COLUMN_CLASS, WINNER_CLASS
 
@@ -37,7 +37,7 @@ def responder() -> Any:
 def test_notebook_saves_k_columns_and_the_winner(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb: Any = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     with ScriptedServer(responder=responder()) as srv:
         monkeypatch.setenv("LMREPL_TEST_BASE_URL", srv.base_url)
         client = NotebookClient(
@@ -52,8 +52,8 @@ def test_notebook_saves_k_columns_and_the_winner(
     record = result["data"][MIME_TYPE]
     assert record["status"] == "done" and record["answer"] == "42"
     assert {"text/html", "text/plain"} <= set(result["data"])
-    printed = "".join(o.get("text", "") for o in nb.cells[3].outputs)
-    assert printed.split()[0] == "done" and printed.split()[2:] == ["42", "3"]
+    shown = nb.cells[3].outputs[0]["data"]["text/plain"]
+    assert shown == f"('done', {record['winner']}, '42', 3)"
 
     # The saved widget state: K candidate columns, exactly one highlighted: the winner.
     state = nb.metadata.widgets[WIDGET_STATE]["state"]
@@ -67,9 +67,7 @@ def test_notebook_saves_k_columns_and_the_winner(
     assert len(winners) == 1
     # Each column's title (its first child) says done; the winner's carries the star.
     titles = {
-        mid: m["state"]["value"]
-        for mid, m in state.items()
-        if m["model_name"] == "HTMLModel"
+        mid: m["state"]["value"] for mid, m in state.items() if m["model_name"] == "HTMLModel"
     }
     column_titles = [titles[c["children"][0].removeprefix("IPY_MODEL_")] for c in columns]
     assert all("done" in t for t in column_titles)

@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from lmrepl.events import Event, IterationFinished, RunStarted
-from lmrepl.types import RLMChatCompletion, UsageSummary
 from test_jupyter_panel_state import candidate_events, search_events
 
+from lmrepl.events import Event, IterationFinished, RunStarted
+from lmrepl.types import RLMChatCompletion, UsageSummary
 from lmrepl_jupyter.driver import NullView, run_with_view
 from lmrepl_jupyter.panel import COLUMN_CLASS, WINNER_CLASS, WidgetPanel
 from lmrepl_jupyter.panel_state import PanelState
@@ -52,12 +52,19 @@ def test_widget_panel_grows_with_new_candidates_and_moves_the_winner() -> None:
         panel.update(state)
         assert len(panel.row.children) == 3
         state.record.winner = 0
-        state.apply(RunStarted(run_id="c0", candidate=0, question="q", context_info="",
-                               backend="b", model="m", environment="local"))
+        state.apply(
+            RunStarted(
+                run_id="c0",
+                candidate=0,
+                question="q",
+                context_info="",
+                backend="b",
+                model="m",
+                environment="local",
+            )
+        )
         panel.update(state)
-        assert [WINNER_CLASS in b._dom_classes for b in panel.row.children] == [
-            True, False, False
-        ]
+        assert [WINNER_CLASS in b._dom_classes for b in panel.row.children] == [True, False, False]
     finally:
         panel.dispose()
 

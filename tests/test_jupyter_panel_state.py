@@ -21,7 +21,6 @@ from lmrepl.events import (
     SearchStarted,
     SubcallStarted,
 )
-
 from lmrepl_jupyter.panel_state import CLUSTERS, HEADER, PanelState
 
 
@@ -173,9 +172,7 @@ def test_running_state_before_the_end() -> None:
     state = PanelState(kind="srlm", n_candidates=2)
     evs = search_events(["a", "b"], winner=0)
     # Stop right after candidate 0's cell started.
-    cut = next(
-        i for i, e in enumerate(evs) if isinstance(e, CellStarted) and e.candidate == 0
-    )
+    cut = next(i for i, e in enumerate(evs) if isinstance(e, CellStarted) and e.candidate == 0)
     state.apply_all(evs[: cut + 1])
     rec = state.record
     assert rec.status == "running"
@@ -184,6 +181,21 @@ def test_running_state_before_the_end() -> None:
     assert state.running_code[0] == "print(len(context))"
     assert state.calls_in_flight == 0
     assert not state.finished
+    assert state.activity(0) == "step 1: running code…"
+    assert state.activity(1) is None  # still queued
+    state.apply(IterationStarted(run_id="c1", candidate=1, iteration=1))
+    state.apply(
+        RunStarted(
+            run_id="c1",
+            candidate=1,
+            question="q",
+            context_info="",
+            backend="b",
+            model="m",
+            environment="local",
+        )
+    )
+    assert state.activity(1) == "step 1: waiting for the model…"
 
 
 def test_dirty_parts_are_reported_once() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from lmrepl.types import ModelUsageSummary, RLMChatCompletion, UsageSummary
 from test_jupyter_panel_state import search_events
 
+from lmrepl.types import ModelUsageSummary, RLMChatCompletion, UsageSummary
 from lmrepl_jupyter import MIME_TYPE, SRLMResult
 from lmrepl_jupyter.panel_state import PanelState
 from lmrepl_jupyter.record import trajectory_json_schema

@@ -41,7 +41,7 @@ def _kernels() -> set[int]:
 
 def _gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -66,8 +66,15 @@ def test_environment_allow_list() -> None:
 
 
 def test_secrets_do_not_reach_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    secrets = ["FOO_API_KEY", "SERVICE_TOKEN", "MY_SECRET", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
-               "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_CLIENT_SECRET"]
+    secrets = [
+        "FOO_API_KEY",
+        "SERVICE_TOKEN",
+        "MY_SECRET",
+        "DB_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "AZURE_CLIENT_SECRET",
+    ]
     for name in secrets:
         monkeypatch.setenv(name, "do-not-leak")
     with KernelREPL(use_pool=False, extra_env={"LMREPL_TEST_EXTRA": "yes"}) as r:
@@ -150,9 +157,7 @@ HOST_SCRIPT = textwrap.dedent(
 
 
 def test_kernel_dies_with_a_sigkilled_host() -> None:
-    host = subprocess.Popen(
-        [sys.executable, "-c", HOST_SCRIPT], stdout=subprocess.PIPE, text=True
-    )
+    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT], stdout=subprocess.PIPE, text=True)
     try:
         assert host.stdout is not None
         kernel_pid = int(host.stdout.readline())

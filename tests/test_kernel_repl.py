@@ -98,7 +98,9 @@ def test_host_calls_round_trip(repl: KernelREPL) -> None:
 def test_tools_values_and_history(repl: KernelREPL) -> None:
     repl.set_tools({"lookup": lambda *a, **k: None, "LIMIT": 7, "TABLE": {"a": [1, 2]}})
     res = repl.execute("lookup(1, 'x', flag=True), LIMIT, TABLE['a']")
-    assert res.display == "({'tool': 'lookup', 'args': [1, 'x'], 'kwargs': {'flag': True}}, 7, [1, 2])"
+    assert (
+        res.display == "({'tool': 'lookup', 'args': [1, 'x'], 'kwargs': {'flag': True}}, 7, [1, 2])"
+    )
     repl.execute("LIMIT = 0")
     assert repl.execute("LIMIT").display == "7"  # tools are restored like runtime names
     repl.set_history([{"role": "user", "content": "earlier"}])

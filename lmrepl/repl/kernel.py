@@ -30,8 +30,18 @@ from lmrepl.repl.kernel_session import Drive, KernelGone, KernelSession
 __all__ = ["KERNEL_ENVIRONMENT_KWARGS", "KernelNamespaceREPL", "KernelPool", "KernelREPL"]
 
 _OPEN: weakref.WeakSet[KernelREPL] = weakref.WeakSet()
-_RUNTIME_NAMES = ("context", "llm_query", "llm_query_batched", "rlm_query",
-                  "rlm_query_batched", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS", "history")
+_RUNTIME_NAMES = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "answer",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+    "history",
+)
 
 
 def _min_deadline(*timeouts: float | None) -> float | None:
@@ -116,6 +126,9 @@ class KernelREPL(REPL):
             self.close()
             raise
 
+    def __enter__(self) -> KernelREPL:
+        return self
+
     def close(self) -> None:
         """Kill the kernel; safe to call twice."""
         with self._lock:
@@ -128,7 +141,10 @@ class KernelREPL(REPL):
     def add_context(self, value: Any) -> int:
         """Load ``value`` as ``context_<n>`` (and ``context`` for the first)."""
         index = ship_context(
-            self.session, 0, value, local_files=self.config.local_files,
+            self.session,
+            0,
+            value,
+            local_files=self.config.local_files,
             timeout=self.config.startup_timeout + 60,
         )
         self._contexts.append(value)
@@ -273,7 +289,10 @@ class KernelNamespaceREPL(REPL):
         if self._session is None or self.ns is None:
             raise RuntimeError("this child REPL is not started")
         return ship_context(
-            self._session, self.ns, value, local_files=self.config.local_files,
+            self._session,
+            self.ns,
+            value,
+            local_files=self.config.local_files,
             timeout=self.config.startup_timeout + 60,
         )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import contextlib
 import ctypes
 import io
 import json
@@ -51,7 +52,7 @@ def _cap(text: str) -> str:
     return f"{text[:half]}\n... [{len(text) - STREAM_CAP} characters dropped] ...\n{text[-half:]}"
 
 
-def _ascii_offset() -> int | None:
+def str_data_offset() -> int | None:
     """Where a compact ASCII str keeps its characters (CPython), verified, or None."""
     if sys.implementation.name != "cpython":
         return None
@@ -109,7 +110,7 @@ class Agent:
         self.result = "null"
         self.exec_stack: list[str] = []
         self.chunks: dict[str, bytearray] = {}
-        self.ascii_offset = _ascii_offset()
+        self.ascii_offset = str_data_offset()
         self.runtimes: dict[int, Any] = {0: runtime.install(shell.user_ns, self._host_call(0))}
         # Names IPython itself put in the user namespace are not the model's variables.
         self.baseline = {k: id(v) for k, v in shell.user_ns.items()}
@@ -137,8 +138,15 @@ class Agent:
                 reply = json.loads(self.kernel.raw_input(MARKER + out))
                 if reply.get("t") == "exec":
                     result = self.run_op(reply.get("op", {}))
-                    out = json.dumps({"t": "done", "id": reply.get("id"), "wait": wait,
-                                      "result": result, "cell": self.cell})
+                    out = json.dumps(
+                        {
+                            "t": "done",
+                            "id": reply.get("id"),
+                            "wait": wait,
+                            "result": result,
+                            "cell": self.cell,
+                        }
+                    )
                     continue
                 if reply.get("id") != wait:
                     out = json.dumps({"t": "wait", "wait": wait, "cell": self.cell})
@@ -156,14 +164,14 @@ class Agent:
         self.runtimes[0].restore()
 
     def _post_run_cell(self, result: Any) -> None:
-        from IPython.display import publish_display_data
-
-        publish_display_data({POLL_MIME: self.runtimes[0].poll()})
+        self.shell.display_pub.publish(data={POLL_MIME: self.runtimes[0].poll()}, metadata={})
 
     # -- operations (from the shell channel or from instructions) ---------------------
-    def shell_op(self, spec: str) -> None:
-        """Run the operation ``spec`` (JSON) sent in an execute request; see ``result``."""
-        self.result = json.dumps(self.run_op(json.loads(spec)))
+    def meta_op(self) -> None:
+        """Run the operation in the current request's metadata; the reply is ``result``."""
+        parent = self.kernel.get_parent("shell") or {}
+        op = (parent.get("metadata") or {}).get("lmrepl_op") or {}
+        self.result = json.dumps(self.run_op(op))
 
     def run_op(self, op: dict[str, Any]) -> dict[str, Any]:
         """Run one operation; never raises (the error goes back as text)."""
@@ -224,10 +232,8 @@ class Agent:
                 value = _decode(data, kind)
                 del data
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
         return int(self._rt(op).add_context(value))
 
     def op_ctx_chunk(self, op: dict[str, Any]) -> None:
@@ -278,7 +284,9 @@ class Agent:
             tree = ast.parse(code, filename)
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body.pop().value)
+                tail = tree.body.pop()
+                assert isinstance(tail, ast.Expr)
+                last = ast.Expression(tail.value)
             exec(compile(tree, filename, "exec"), rt.ns)
             if last is not None:
                 value = eval(compile(last, filename, "eval"), rt.ns)

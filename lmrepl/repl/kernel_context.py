@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import ctypes
 import io
 import os
 import pickle
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lmrepl.errors import ContextError
+from lmrepl.repl.kernel_agent import str_data_offset
 
 if TYPE_CHECKING:
     from lmrepl.repl.kernel_session import KernelSession
@@ -39,7 +41,10 @@ def private_dir() -> str:
     global _private_dir
     with _dir_lock:
         if _private_dir is None or not os.path.isdir(_private_dir):
-            _private_dir = tempfile.mkdtemp(prefix="lmrepl-ctx-")
+            # tmpfs when there is one: no disk writeback for a file that lives ~0.1 s.
+            shm = "/dev/shm"
+            where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+            _private_dir = tempfile.mkdtemp(prefix="lmrepl-ctx-", dir=where)
             atexit.register(shutil.rmtree, _private_dir, True)
         return _private_dir
 
@@ -62,9 +67,25 @@ def _pickled(value: Any) -> bytes:
         ) from None
 
 
+_ASCII_OFFSET = str_data_offset()
+
+
+def _ascii_view(value: str) -> memoryview | None:
+    """A zero-copy view of an ASCII str's characters (CPython), or None."""
+    if _ASCII_OFFSET is None or not value:
+        return None
+    buf = (ctypes.c_char * len(value)).from_address(id(value) + _ASCII_OFFSET)
+    return memoryview(buf).cast("B")
+
+
 def _pieces(value: Any, kind: str, size: int) -> Iterator[bytes | memoryview]:
     """The value's bytes in pieces of about ``size``, without a full second copy."""
-    if kind in ("ascii", "utf8"):
+    view = _ascii_view(value) if kind == "ascii" else None
+    if view is not None:
+        # The caller keeps ``value`` alive while the pieces are written.
+        for i in range(0, len(view), size):
+            yield view[i : i + size]
+    elif kind in ("ascii", "utf8"):
         for i in range(0, len(value), size):
             yield value[i : i + size].encode("utf-8")
     elif kind == "bytes":
@@ -106,10 +127,45 @@ def write_file(value: Any) -> tuple[str, str, int]:
     return path, kind, size
 
 
+class _Fifo:
+    """A named pipe the host writes while the kernel reads: no file copy, both at once."""
+
+    def __init__(self, value: Any, kind: str) -> None:
+        self.path = os.path.join(private_dir(), f"ctx-{uuid.uuid4().hex}")
+        os.mkfifo(self.path, 0o600)
+        self.size = len(value) if kind in ("ascii", "bytes") else -1
+        self._thread = threading.Thread(
+            target=self._write, args=(value, kind), name="lmrepl-context-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _write(self, value: Any, kind: str) -> None:
+        with contextlib.suppress(OSError), open(self.path, "wb", buffering=0) as f:
+            for piece in _pieces(value, kind, _CHUNK_CHARS):
+                f.write(piece)
+
+    def finish(self) -> None:
+        """Unblock and end the writer (the kernel may have failed before reading)."""
+        while self._thread.is_alive():
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
+            self._thread.join(0.05)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
 def ship_context(
     session: KernelSession, ns: int, value: Any, *, local_files: bool, timeout: float | None
 ) -> int:
     """Load ``value`` as the next context of namespace ``ns``; returns its index."""
+    kind = _kind(value)
+    if local_files and kind != "pickle" and hasattr(os, "mkfifo"):
+        fifo = _Fifo(value, kind)
+        try:
+            op = {"op": "ctx_file", "ns": ns, "path": fifo.path, "kind": kind, "size": fifo.size}
+            return int(session.op(op, timeout))
+        finally:
+            fifo.finish()
     if local_files:
         path, kind, size = write_file(value)
         try:
@@ -118,7 +174,6 @@ def ship_context(
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)  # the kernel deletes it; this covers a failed load
-    kind = _kind(value)
     key = uuid.uuid4().hex
     for piece in _pieces(value, kind, _PROTOCOL_CHUNK):
         data = base64.b64encode(piece).decode("ascii")

@@ -26,8 +26,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
 
 from lmrepl.repl import kernel_agent
 from lmrepl.repl.kernel_env import kernel_environment
@@ -163,7 +163,15 @@ def _launch(env: dict[str, str]) -> KernelHandle:
     base = os.path.join(_private_runtime_dir(), uuid.uuid4().hex[:12])
     km = KernelManager(transport="ipc", ip=base, connection_file=base + ".json")
     km._kernel_spec = KernelSpec(
-        argv=[sys.executable, "-c", _LAUNCH_CODE, "-f", "{connection_file}"],
+        # No history database: model cells need no sqlite writes or startup cost.
+        argv=[
+            sys.executable,
+            "-c",
+            _LAUNCH_CODE,
+            "-f",
+            "{connection_file}",
+            "--HistoryManager.enabled=False",
+        ],
         display_name="lmrepl",
         language="python",
         interrupt_mode="signal",

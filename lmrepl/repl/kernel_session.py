@@ -199,9 +199,16 @@ class KernelSession:
                 self._busy = True
         if not instr.done:
             try:
-                code = f"{_OP}.shell_op({json.dumps(op)!r})"
-                drive = self._drive(code, silent=True, deadline=deadline, grace=1.0,
-                                    expressions={"r": f"{_OP}.result"})
+                # The operation rides in the request's metadata, not in the code: IPython
+                # tokenizes code, which is slow for megabytes of base64.
+                drive = self._drive(
+                    f"{_OP}.meta_op()",
+                    silent=True,
+                    deadline=deadline,
+                    grace=1.0,
+                    expressions={"r": f"{_OP}.result"},
+                    metadata={"lmrepl_op": op},
+                )
             finally:
                 self._release()
             if drive.outcome in ("killed", "died"):
@@ -263,17 +270,21 @@ class KernelSession:
         deadline: float | None,
         grace: float,
         expressions: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Drive:
         handle = self.handle
         kc = handle.kc
-        msg_id = kc.execute(
-            code,
-            silent=silent,
-            store_history=not silent,
-            user_expressions=expressions or {},
-            allow_stdin=True,
-            stop_on_error=False,
-        )
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "user_expressions": expressions or {},
+            "allow_stdin": True,
+            "stop_on_error": False,
+        }
+        request = kc.session.msg("execute_request", content, metadata=metadata or {})
+        kc.shell_channel.send(request)
+        msg_id = request["header"]["msg_id"]
         out, err = Stream(self.stream_cap), Stream(self.stream_cap)
         drive = Drive()
         results: dict[str, dict[str, Any]] = {}
@@ -386,7 +397,9 @@ class KernelSession:
         if kind == "call":
             bridge = self.bridges.get(int(req.get("ns", 0)))
             threading.Thread(
-                target=self._call, args=(bridge, req, results), daemon=True,
+                target=self._call,
+                args=(bridge, req, results),
+                daemon=True,
                 name="lmrepl-host-call",
             ).start()
         elif kind == "done":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import traceback
 
@@ -9,6 +10,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 #: File name given to compiled cells, so their frames can be told from ours.
 CELL_FILENAME = "<cell>"
+
+# Frames inside lmrepl itself (the runtime behind llm_query, the REPL) mean nothing
+# to the model; only its own code and the libraries it called are shown.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def strip_ansi(text: str) -> str:
@@ -29,7 +34,7 @@ def format_cell_exception(exc: BaseException, source: str) -> str:
                 out.append(f"  Cell line {lineno}, in {f.name}")
                 if 0 < lineno <= len(lines):
                     out.append(f"    {lines[lineno - 1].strip()}")
-            else:
+            elif not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep):
                 out.append(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
                 if f.line:
                     out.append(f"    {f.line.strip()}")

@@ -1,0 +1,166 @@
+"""Kernel REPL benchmark (SPEC §9 rows): start, cell round trip, host calls, contexts.
+
+Run: ``.venv/bin/python benchmarks/kernel.py [--quick]``. Prints one table row per
+measurement with its SPEC target. Memory is host + kernel RSS sampled every 2 ms,
+counted from before the caller builds the context (so the caller's copy is included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from lmrepl.repl.kernel import KernelREPL
+from lmrepl.repl.kernel_pool import KernelPool
+
+
+class Bridge:
+    """Answers host calls at once."""
+
+    def call(self, fn: str, payload: dict[str, Any]) -> Any:
+        return "ok"
+
+
+class Sampler:
+    """Peak RSS of this process plus one kernel, sampled in a thread."""
+
+    def __init__(self, kernel_pid: int) -> None:
+        self.procs = [psutil.Process(), psutil.Process(kernel_pid)]
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += p.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> Sampler:
+        self.peak = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def row(name: str, value: str, target: str) -> None:
+    """Print one table row."""
+    print(f"| {name:<44} | {value:>14} | {target:<18} |", flush=True)
+
+
+def wait_ready(pool: KernelPool, n: int) -> None:
+    """Block until ``n`` kernels are warm."""
+    pool.prewarm(n)
+    while len(pool._ready) < n:
+        time.sleep(0.01)
+
+
+def bench_start(pool: KernelPool, runs: int) -> None:
+    cold, warm = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with KernelREPL(use_pool=False) as r:
+            r.start(Bridge())
+            r.execute("1")
+            cold.append(time.perf_counter() - t0)
+    for _ in range(runs):
+        wait_ready(pool, 1)
+        t0 = time.perf_counter()
+        with KernelREPL(pool=pool) as r:
+            r.start(Bridge())
+            r.execute("1")
+            warm.append(time.perf_counter() - t0)
+    row("cold start to first cell (median)", f"{statistics.median(cold) * 1000:.0f} ms", "[0.59 s]")
+    row(
+        "warm (pooled) start to first cell (median)",
+        f"{statistics.median(warm) * 1000:.1f} ms",
+        "<= 50 ms",
+    )
+
+
+def bench_cells(pool: KernelPool, n: int) -> None:
+    wait_ready(pool, 1)
+    with KernelREPL(pool=pool) as r:
+        r.start(Bridge())
+        for _ in range(20):
+            r.execute("1")
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r.execute("1")
+            times.append(time.perf_counter() - t0)
+        trivial = statistics.median(times)
+        row(f"trivial cell round trip (median of {n})", f"{trivial * 1000:.2f} ms", "<= 4 ms")
+        calls = 200
+        per = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            r.execute(f"for _ in range({calls}):\n    llm_query('x')")
+            per.append((time.perf_counter() - t0 - trivial) / calls)
+        row(
+            "host_call round trip (llm_query, median)",
+            f"{statistics.median(per) * 1000:.2f} ms",
+            "~1 ms (NOTES)",
+        )
+
+
+def bench_context(pool: KernelPool, mb: int, local_files: bool) -> None:
+    wait_ready(pool, 1)
+    with KernelREPL(pool=pool, local_files=local_files) as r:
+        r.start(Bridge())
+        r.execute("1")
+        assert r.pid is not None
+        with Sampler(r.pid) as s:
+            base = s.peak
+            t0 = time.perf_counter()
+            text = "0123456789abcdef" * (mb * 65536)
+            t_made = time.perf_counter()
+            r.add_context(text)
+            res = r.execute("len(context)")
+            took = time.perf_counter() - t_made
+        assert res.display == str(len(text)), res
+        ratio = (s.peak - base) / len(text)
+        path = "file" if local_files else "protocol"
+        target = "<= 0.3 s, <= 2.2x" if mb == 100 and local_files else ""
+        row(f"{mb} MB str context usable ({path})", f"{took * 1000:.0f} ms", target)
+        row(f"{mb} MB str peak host+kernel RSS ({path})", f"{ratio:.2f}x", "")
+        del text
+        _ = t0
+
+
+def main() -> None:
+    """Run every row."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    pool = KernelPool(size=1)
+    print(f"| {'measurement':<44} | {'value':>14} | {'target (SPEC §9)':<18} |")
+    print(f"|{'-' * 46}|{'-' * 16}|{'-' * 20}|")
+    try:
+        bench_start(pool, 2 if args.quick else 5)
+        bench_cells(pool, 200 if args.quick else 500)
+        for mb in (1, 10, 100):
+            bench_context(pool, mb, local_files=True)
+        bench_context(pool, 100, local_files=False)
+    finally:
+        pool.shutdown()
+
+
+if __name__ == "__main__":
+    main()
