@@ -22,7 +22,7 @@ from _common import median_time, ok, table  # noqa: E402
 
 from lmrepl import RLM  # noqa: E402
 from lmrepl.events import CellFinished, Event, ModelCallFinished  # noqa: E402
-from lmrepl.testing import ScriptedRequest, ScriptedServer  # noqa: E402
+from _server import ServerProcess  # noqa: E402
 
 
 def _loop_replies(n: int) -> list[str]:
@@ -72,21 +72,18 @@ def fixed_cost(environment: str, repeat: int) -> float:
     return median_time(lambda: rlm.completion("context", "q"), repeat)
 
 
-def fan_out(server: ScriptedServer, environment: str, concurrency: int, n: int = 32) -> float:
-    """Efficiency (ideal / measured) of llm_query_batched of ``n`` prompts at 200 ms."""
+def fan_out(server: ServerProcess, environment: str, concurrency: int, n: int = 32) -> float:
+    """Efficiency (ideal / measured) of llm_query_batched of ``n`` prompts at 200 ms.
+
+    The root model is the in-process replay backend; the sub-calls go to a server in
+    another process (``other_backends``) through the real OpenAI client path.
+    """
     code = f"out = llm_query_batched([str(i) for i in range({n})])"
-
-    def responder(req: ScriptedRequest) -> str:
-        if req.messages and req.messages[0].get("role") == "system":
-            done = any(m.get("role") == "assistant" for m in req.messages)
-            return "```repl\nFINAL(len(out))\n```" if done else f"```repl\n{code}\n```"
-        time.sleep(0.2)
-        return "r"
-
-    server.script(responder=responder)
     rlm = RLM(
-        backend="openai",
-        backend_kwargs={"model_name": "m", "base_url": server.base_url, "api_key": "x"},
+        backend="replay",
+        backend_kwargs={"replies": [f"```repl\n{code}\n```", "```repl\nFINAL(len(out))\n```"]},
+        other_backends=["openai"],
+        other_backend_kwargs=[{"model_name": "sub", "base_url": server.base_url, "api_key": "x"}],
         environment=environment,
         max_concurrent_subcalls=concurrency,
     )
@@ -114,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         target = 0.15
         ref = "0.55 s" if env == "local" else "1.6 s"
         rows.append([f"fixed cost of completion() ({env})", f"{fc * 1000:.1f} ms", "<= 150 ms", ref, ok(fc, target)])
-    with ScriptedServer() as server:
+    with ServerProcess(latency=0.2) as server:
+        fan_out(server, envs[0], 16)  # warm-up: imports, connections
         for env in envs:
             for c in (4, 8, 16):
                 eff = fan_out(server, env, c)
