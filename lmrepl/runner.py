@@ -41,7 +41,6 @@ from lmrepl.subcalls import SubcallBridge
 from lmrepl.usage import UsageTracker
 
 
-
 @dataclass
 class TrajectoryResult:
     """What one trajectory produced."""
