@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import threading
 import time
@@ -61,7 +62,7 @@ class Sampler:
 
 def row(name: str, value: str, target: str) -> None:
     """Print one table row."""
-    print(f"| {name:<44} | {value:>14} | {target:<18} |", flush=True)
+    print(f"| {name:<46} | {value:>14} | {target:<18} |", flush=True)
 
 
 def wait_ready(pool: KernelPool, n: int) -> None:
@@ -98,15 +99,26 @@ def bench_cells(pool: KernelPool, n: int) -> None:
     wait_ready(pool, 1)
     with KernelREPL(pool=pool) as r:
         r.start(Bridge())
+        kc = r.session.handle.kc
         for _ in range(20):
             r.execute("1")
-        times = []
+        # Interleaved with jupyter_client's own execute_interactive on the same kernel,
+        # so both see the same machine load.
+        ours, raw = [], []
         for _ in range(n):
             t0 = time.perf_counter()
             r.execute("1")
-            times.append(time.perf_counter() - t0)
-        trivial = statistics.median(times)
+            t1 = time.perf_counter()
+            kc.execute_interactive("1", output_hook=lambda msg: None)
+            raw.append(time.perf_counter() - t1)
+            ours.append(t1 - t0)
+        trivial = statistics.median(ours)
         row(f"trivial cell round trip (median of {n})", f"{trivial * 1000:.2f} ms", "<= 4 ms")
+        row(
+            "  reference: raw execute_interactive",
+            f"{statistics.median(raw) * 1000:.2f} ms",
+            "(NOTES: ~3.5 ms)",
+        )
         calls = 200
         per = []
         for _ in range(5):
@@ -120,28 +132,32 @@ def bench_cells(pool: KernelPool, n: int) -> None:
         )
 
 
-def bench_context(pool: KernelPool, mb: int, local_files: bool) -> None:
+def bench_context(pool: KernelPool, mb: int, local_files: bool, runs: int) -> None:
     wait_ready(pool, 1)
+    took, ratios = [], []
     with KernelREPL(pool=pool, local_files=local_files) as r:
         r.start(Bridge())
         r.execute("1")
         assert r.pid is not None
-        with Sampler(r.pid) as s:
-            base = s.peak
-            t0 = time.perf_counter()
-            text = "0123456789abcdef" * (mb * 65536)
-            t_made = time.perf_counter()
-            r.add_context(text)
-            res = r.execute("len(context)")
-            took = time.perf_counter() - t_made
-        assert res.display == str(len(text)), res
-        ratio = (s.peak - base) / len(text)
-        path = "file" if local_files else "protocol"
-        target = "<= 0.3 s, <= 2.2x" if mb == 100 and local_files else ""
-        row(f"{mb} MB str context usable ({path})", f"{took * 1000:.0f} ms", target)
-        row(f"{mb} MB str peak host+kernel RSS ({path})", f"{ratio:.2f}x", "")
-        del text
-        _ = t0
+        for i in range(runs):
+            with Sampler(r.pid) as s:
+                base = s.peak
+                text = "0123456789abcdef" * (mb * 65536)
+                t0 = time.perf_counter()
+                r.add_context(text)
+                res = r.execute(f"len(context_{i})")
+                took.append(time.perf_counter() - t0)
+            assert res.display == str(len(text)), res
+            ratios.append((s.peak - base) / len(text))
+            del text
+    path = "file" if local_files else "protocol"
+    target = "<= 0.3 s, <= 2.2x" if mb == 100 and local_files else ""
+    row(
+        f"{mb} MB str usable ({path}, min/median of {runs})",
+        f"{min(took) * 1000:.0f}/{statistics.median(took) * 1000:.0f} ms",
+        target,
+    )
+    row(f"{mb} MB str peak host+kernel RSS ({path}, max)", f"{max(ratios):.2f}x", "")
 
 
 def main() -> None:
@@ -150,14 +166,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
     pool = KernelPool(size=1)
-    print(f"| {'measurement':<44} | {'value':>14} | {'target (SPEC §9)':<18} |")
-    print(f"|{'-' * 46}|{'-' * 16}|{'-' * 20}|")
+    print(f"| {'measurement':<46} | {'value':>14} | {'target (SPEC §9)':<18} |")
+    print(f"|{'-' * 48}|{'-' * 16}|{'-' * 20}|")
     try:
         bench_start(pool, 2 if args.quick else 5)
         bench_cells(pool, 200 if args.quick else 500)
+        runs = 2 if args.quick else 3
         for mb in (1, 10, 100):
-            bench_context(pool, mb, local_files=True)
-        bench_context(pool, 100, local_files=False)
+            bench_context(pool, mb, local_files=True, runs=runs)
+        bench_context(pool, 100, local_files=False, runs=runs)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\nload average during the run: {load} (2 cores shared with other work)")
     finally:
         pool.shutdown()
 

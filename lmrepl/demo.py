@@ -54,9 +54,16 @@ def make_log(lines: int, errors: int, seed: int = 7) -> str:
     return "\n".join(out)
 
 
+def progress_showed_summary(metadata: dict[str, object]) -> bool:
+    """The live progress prints the summary when the search ends (a SearchFinished)."""
+    return bool(metadata.get("candidates"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--candidates", type=int, default=3, help="K candidate trajectories")
     parser.add_argument("--lines", type=int, default=1500, help="lines in the generated log")
     parser.add_argument("--environment", default="kernel", choices=("kernel", "local"))
@@ -109,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.close()
         srlm.close()
     elapsed = time.perf_counter() - started
-    console.print(render_search_summary(metadata))
+    if not progress_showed_summary(metadata):
+        console.print(render_search_summary(metadata))
     if answer is None:
-        console.print("\n[yellow]No candidate submitted an answer[/] — the small model often fails;")
+        console.print(
+            "\n[yellow]No candidate submitted an answer[/] — the small model often fails;"
+        )
         console.print("that is what the recorded trajectories show. Try again or use a real model.")
     else:
         correct = str(errors) in answer.replace(",", "")

@@ -46,10 +46,13 @@ class LimitGuard:
         self.deadline = deadline
         self.cancel_event = threading.Event()
         self._cancel_events = (*cancel_events, self.cancel_event)
+        self._hooks_lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+        self._children: list[LimitGuard] = []
 
     def derive(self) -> LimitGuard:
         """A guard with the same limits and deadline that can be cancelled on its own."""
-        return LimitGuard(
+        child = LimitGuard(
             self.usage,
             max_budget=self.max_budget,
             max_tokens=self.max_tokens,
@@ -57,6 +60,27 @@ class LimitGuard:
             cancel_events=self._cancel_events,
             deadline=self.deadline,
         )
+        with self._hooks_lock:
+            self._children.append(child)
+        return child
+
+    def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` when this guard (or an ancestor) is cancelled; returns a remover.
+
+        The runner uses it to interrupt a running cell at once instead of waiting for
+        the cell to end by itself.
+        """
+        with self._hooks_lock:
+            self._hooks.append(hook)
+        if self.cancelled:
+            hook()
+
+        def remove() -> None:
+            with self._hooks_lock:
+                if hook in self._hooks:
+                    self._hooks.remove(hook)
+
+        return remove
 
     @property
     def cancelled(self) -> bool:
@@ -64,8 +88,21 @@ class LimitGuard:
         return any(e.is_set() for e in self._cancel_events)
 
     def cancel(self) -> None:
-        """Cancel this guard (and the guards derived from it)."""
+        """Cancel this guard (and the guards derived from it), running their hooks."""
         self.cancel_event.set()
+        self._run_hooks()
+
+    def _run_hooks(self) -> None:
+        with self._hooks_lock:
+            hooks = list(self._hooks)
+            children = list(self._children)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # an interrupt that fails must not break the cancel
+                pass
+        for child in children:
+            child._run_hooks()
 
     def remaining(self) -> float | None:
         """Seconds left before ``max_timeout`` (None = no limit)."""

@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 
 _OPEN = re.compile(r"^[ \t]*```[ \t]*(?P<tag>[A-Za-z0-9_+-]*)[ \t]*$")
+# Case-insensitive: small models write ``Final(42)``.
 _FINAL_LINE = re.compile(
-    r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\((?P<arg>.*)\)\s*(?:\*\*)?\s*\.?\s*$", re.S
+    r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\((?P<arg>.*)\)\s*(?:\*\*)?\s*\.?\s*$", re.S | re.I
 )
 _FALLBACK_TAGS = {"python", "py", "python3", ""}
 
@@ -133,7 +134,7 @@ def find_final_text(reply: str) -> FinalText | None:
     arg = _unquote(m.group("arg"))
     if not arg or arg.lower() in PLACEHOLDERS:
         return None
-    return FinalText(kind=m.group(1), argument=arg)
+    return FinalText(kind=m.group(1).upper(), argument=arg)
 
 
 def strip_fences(text: str) -> str:

@@ -172,12 +172,14 @@ class Trajectory(StepActions):
         )
         return completion
 
-    def run_child(self, prompt: str, client: ModelClient) -> tuple[str, str]:
+    def run_child(
+        self, prompt: str, client: ModelClient, guard: LimitGuard | None = None
+    ) -> tuple[str, str]:
         """A child RLM on ``prompt`` (its own REPL or a namespace of ours)."""
         child_repl = self.repl.make_child() if self.repl is not None else None
         child = Trajectory(
             self.engine,
-            guard=self.guard,
+            guard=guard or self.guard,
             usage=self.usage.child(),
             depth=self.depth + 1,
             candidate=self.candidate,

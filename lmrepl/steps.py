@@ -91,9 +91,11 @@ class StepActions:
         timeout = self.guard.clamp(
             self.engine.settings.environment_kwargs.get("cell_timeout", 60.0)
         )
+        remove_hook = self.guard.on_cancel(self.repl.interrupt)
         try:
             cell = self.repl.execute(code, timeout=timeout)
         finally:
+            remove_hook()
             bridge.end_cell()
         self.publish(
             CellFinished,

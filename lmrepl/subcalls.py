@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmrepl.errors import LimitExceeded, LMReplError, RunCancelled
 from lmrepl.events import SubcallFinished, SubcallStarted
+from lmrepl.limits import LimitGuard
 
 if TYPE_CHECKING:
     from lmrepl.runner import Trajectory
@@ -41,6 +42,7 @@ class SubcallBridge:
         self.tools = tools
         self._cell_alive = threading.Event()
         self._cell_alive.set()
+        self._cell_guards: list[LimitGuard] = []
         self._lock = threading.Lock()
 
     # -- cell scope -------------------------------------------------------------------
@@ -49,11 +51,23 @@ class SubcallBridge:
         with self._lock:
             self._cell_alive = threading.Event()
             self._cell_alive.set()
+            self._cell_guards = []
 
     def end_cell(self) -> None:
-        """The cell ended: calls it left behind stop before their next model request."""
+        """The cell ended: calls it left behind stop before their next model request,
+        and child RLMs it started (still running after a timeout) are cancelled."""
         with self._lock:
             self._cell_alive.clear()
+            guards, self._cell_guards = self._cell_guards, []
+        for guard in guards:
+            guard.cancel()
+
+    def child_guard(self) -> LimitGuard:
+        """A guard for a child RLM of the current cell (cancelled when the cell ends)."""
+        guard = self.trajectory.guard.derive()
+        with self._lock:
+            self._cell_guards.append(guard)
+        return guard
 
     def _scope(self) -> threading.Event:
         with self._lock:
@@ -132,7 +146,7 @@ class SubcallBridge:
             if not scope.is_set():
                 raise CellAbandoned("the cell that made this call already ended")
             if function == "rlm_query" and traj.depth < traj.engine.max_depth:
-                text, child_run_id = traj.run_child(prompt, client)
+                text, child_run_id = traj.run_child(prompt, client, self.child_guard())
             else:
                 text = traj.model_call(
                     [{"role": "user", "content": prompt}], purpose="subcall", client=client

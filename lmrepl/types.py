@@ -17,7 +17,8 @@ class ModelUsageSummary(BaseModel):
     total_output_tokens: int = 0
     total_cost: float = 0.0
     estimated_calls: int = Field(
-        default=0, description="Calls whose token counts were estimated because the server sent none."
+        default=0,
+        description="Calls whose token counts were estimated because the server sent none.",
     )
 
 

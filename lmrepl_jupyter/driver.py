@@ -120,6 +120,12 @@ def run_with_view(
                     file=sys.stderr,
                 )
         _drain(events, state)
+    except BaseException:
+        # The display itself broke: stop the run rather than leave it printing into
+        # later cells, then let the error through.
+        engine.cancel()
+        worker.join(cancel_grace)
+        raise
     finally:
         unsubscribe()
     return outcome

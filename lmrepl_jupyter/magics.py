@@ -220,8 +220,11 @@ class SRLMMagics(Magics):
         )
         close = getattr(engine, "close", None)
         if callable(close):
-            close()  # the model clients; the REPLs ended with the run
-        _settle(state, outcome, spec.kind)
+            try:
+                close()  # the model clients; the REPLs ended with the run
+            except Exception as exc:  # a failed cleanup must not lose the result
+                print(f"lmrepl: closing the engine failed: {_one_line(exc)}", file=sys.stderr)
+        _settle(state, outcome)
         view.finish(state)
         result = SRLMResult(state.record, outcome.completion, panel)
         if result.status in ("failed", "stopped") and result.error:
@@ -233,7 +236,7 @@ class SRLMMagics(Magics):
         return result
 
 
-def _settle(state: PanelState, outcome: Outcome, kind: str) -> None:
+def _settle(state: PanelState, outcome: Outcome) -> None:
     """Give ``state`` its final status from how the engine call ended."""
     from lmrepl.errors import AllCandidatesFailed, RunCancelled, RunStopped
 

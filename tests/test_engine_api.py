@@ -222,3 +222,13 @@ def test_multi_megabyte_needle_by_chunked_fan_out(scripted_server: ScriptedServe
     result = make_rlm(scripted_server, max_concurrent_subcalls=4).completion(context, "secret?")
     assert result.response == "31337"
     assert len(result.metadata["subcalls"]) == -(-len(context) // 250_000)
+
+
+def test_kernel_settings_are_checked_at_construction() -> None:
+    with pytest.raises(ValueError, match="interrupt_grace"):
+        RLM(
+            backend="openai",
+            backend_kwargs={"model_name": "m", "api_key": "k"},
+            environment="kernel",
+            environment_kwargs={"interrupt_grace": -1},
+        )

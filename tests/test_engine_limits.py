@@ -110,3 +110,16 @@ def test_limits_reach_sub_calls_in_a_batch(scripted_server: ScriptedServer) -> N
         make_rlm(scripted_server, max_tokens=2000, max_concurrent_subcalls=2).completion("c", "q")
     # The batch stopped early instead of spending all 20 calls.
     assert len(scripted_server.model_requests()) < 15
+
+
+@pytest.mark.parametrize("environment", ["local", "kernel"])
+def test_cancel_interrupts_a_running_cell(scripted_server: ScriptedServer, environment: str) -> None:
+    scripted_server.script([repl("import time\nfor _ in range(600):\n    time.sleep(0.05)")])
+    rlm = make_rlm(scripted_server, environment=environment)
+    timer = threading.Timer(1.5, rlm.cancel)
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(RunCancelled):
+        rlm.completion("c", "q")
+    timer.join()
+    assert time.perf_counter() - started < 8.0

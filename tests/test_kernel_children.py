@@ -129,3 +129,13 @@ def test_child_namespace_is_private(parent: tuple[KernelREPL, ParentBridge]) -> 
 
 def test_kernel_children_mode_returns_none() -> None:
     assert KernelREPL(child_repls="kernel").make_child() is None
+
+
+def test_child_contexts_over_the_protocol_while_parent_waits() -> None:
+    bridge = ParentBridge()
+    with KernelREPL(use_pool=False, local_files=False) as repl:
+        bridge.repl = repl
+        repl.start(bridge)
+        res = repl.execute("rlm_query('over the wire')")
+        assert res.status == "ok", res
+        assert res.display == "'over the wire:13'"

@@ -86,6 +86,13 @@ def test_host_calls_round_trip(repl: KernelREPL) -> None:
     assert repl.execute("llm_query_batched(['a', 'b'])").display == "['A', 'B']"
     res = repl.execute("r = [llm_query(str(i)) for i in range(50)]\nr[-1], len(r)")
     assert res.display == "('echo:49', 50)"
+    res = repl.execute(
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(4) as pool:\n"
+        "    got = list(pool.map(llm_query, ['t1', 't2', 't3', 't4']))\n"
+        "got"
+    )
+    assert res.display == "['echo:t1', 'echo:t2', 'echo:t3', 'echo:t4']"  # from threads too
     # A bridge error raises RuntimeError with its text inside the kernel.
     res = repl.execute(
         "try:\n    rlm_query('q')\nexcept RuntimeError as e:\n    print('caught', e)"
@@ -179,3 +186,25 @@ def test_contexts_through_the_protocol() -> None:
         assert r.execute("len(context_6), context_6 == 'x' * (7 << 20)").display == (
             f"({7 << 20}, True)"
         )
+
+
+def test_huge_echo_and_output_are_bounded(repl: KernelREPL) -> None:
+    res = repl.execute("'q' * 5_000_000")
+    assert res.display is not None and len(res.display) < 200_000
+    assert "more characters" in res.display
+    res = repl.execute("for _ in range(20_000):\n    print('x' * 100)")
+    assert len(res.stdout) < 200_000 and "characters dropped" in res.stdout
+    assert res.stdout.endswith("x" * 100 + "\n")
+
+
+def test_start_again_only_swaps_the_bridge(repl: KernelREPL) -> None:
+    class Other:
+        def call(self, fn: str, payload: dict[str, Any]) -> Any:
+            return "other"
+
+    pid = repl.pid
+    repl.execute("kept_var = 1")
+    repl.start(Other())
+    assert repl.pid == pid
+    assert repl.execute("llm_query('x'), kept_var").display == "('other', 1)"
+    repl.start(FakeBridge())

@@ -205,3 +205,57 @@ def test_interpreter_exit_mid_generation_neither_hangs_nor_crashes() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "exiting" in proc.stdout
     print(f"\nsubprocess with exit mid-generation: {time.perf_counter() - started:.1f} s")
+
+
+def test_cli_rejects_bad_serve_options_without_loading(capsys: pytest.CaptureFixture[str]) -> None:
+    from lmrepl.cli import main
+
+    assert main(["serve", "--parallel", "0"]) == 1
+    assert "n_parallel must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["model"])  # a subcommand is required
+
+
+@pytest.mark.model
+def test_cli_serve_stops_on_sigterm_with_an_external_request_in_flight() -> None:
+    import json
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmrepl.local", "serve", "--parallel", "1", "--ctx", "2048"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        base_url = lines[1].split()[-1]
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        essay = [{"role": "user", "content": "Write a long essay about compilers."}]
+        body = {"model": "m", "messages": essay, "max_tokens": 2000}
+        request = urllib.request.Request(
+            base_url + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                urllib.request.urlopen(request, timeout=60).read()
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        time.sleep(1.5)
+        started = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.perf_counter() - started < 5.0
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -39,6 +39,7 @@ def test_find_code_blocks(reply: str, blocks: list[str]) -> None:
         ("**FINAL(Paris)**", ("FINAL", "Paris")),
         ('FINAL(7)\n{"confidence": 80}', ("FINAL", "7")),
         ("FINAL_VAR(result)", ("FINAL_VAR", "result")),
+        ("Final(81330)", ("FINAL", "81330")),
         ("Call FINAL(x) when you know it.", None),
         ("FINAL(42)\nbut maybe not", None),
         ("FINAL(answer)", None),

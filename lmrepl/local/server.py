@@ -8,8 +8,14 @@ holding the GIL. An HTTP handler waits for its client to read the reply or hang 
 request still in flight *from this process* deadlocks the destructor (the client thread
 needs the GIL to go on), and leaving the server alive at exit while it generates crashes
 the interpreter's teardown. So :meth:`LocalServer.stop` first shuts down every socket of
-this process that is connected to the server (the blocked clients see EOF, the server sees
-the hang-up and cancels the generation), then destroys the server, which is then quick.
+this process that is connected to the server, at either end (blocked clients see EOF, the
+server sees the hang-up and cancels the generation; external clients of ``serve`` are cut
+off), then destroys the server, which is then quick.
+
+A second trap: a stop that arrives before llama.cpp's task loop has started is lost and the
+destructor waits forever. :meth:`LocalServer.start` therefore returns only once ``/slots``
+has answered (that request goes through the task loop), and a server whose loop never
+answered is abandoned rather than destroyed (an idle server left alive exits cleanly).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
 _log = logging.getLogger(__name__)
+#: 127.0.0.1 as /proc/net/tcp writes it (little-endian hex).
+_LOOPBACK_HEX = "0100007F"
 
 
 def _cpu_count() -> int:
@@ -95,6 +103,7 @@ class LocalServer:
         self._server: Any = None
         self._address = ""
         self._lock = threading.Lock()
+        self._loop_confirmed = False
         #: Seconds the last start spent loading the model.
         self.load_seconds: float | None = None
 
@@ -174,25 +183,30 @@ class LocalServer:
             self._server = server
             self._address = str(server.listening_address).rstrip("/")
         try:
-            self._wait_healthy(STARTUP_TIMEOUT_S)
+            self._wait_loop_running(STARTUP_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise
+        self._loop_confirmed = True
         return self
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _wait_loop_running(self, timeout: float) -> None:
+        # /health is answered by the HTTP threads alone; /slots needs the task loop.
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        request = urllib.request.Request(self.url + "/slots", headers=headers)
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2.0) as resp:
-                    if resp.status == 200:
-                        return
-                    last = f"HTTP {resp.status}"
-            except (urllib.error.URLError, OSError) as exc:
+                with urllib.request.urlopen(request, timeout=5.0) as resp:
+                    resp.read()
+                    return
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except OSError as exc:
                 last = str(exc)
             time.sleep(0.05)
-        raise ConfigurationError(f"the local model server at {self.url} never got healthy: {last}")
+        raise ConfigurationError(f"the local model server at {self.url} never got ready: {last}")
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Cancel in-process requests to the server, then shut it down. Idempotent."""
@@ -202,9 +216,15 @@ class LocalServer:
                 return
             port = self.port
             self._address = ""
+            confirmed, self._loop_confirmed = self._loop_confirmed, False
+            if not confirmed:
+                _abandoned.append(server)
+                return
             deadline = time.monotonic() + timeout
-            # Clients may reconnect (retries) right after a hang-up: sweep until none is left.
-            while _hang_up_clients(port) and time.monotonic() < deadline:
+            done: set[str] = set()
+            # A client may reconnect (a retry) right after a hang-up: sweep until one finds
+            # nothing new. Once ``del`` runs it holds the GIL, so no Python client connects.
+            while _hang_up_connections(port, done) and time.monotonic() < deadline:
                 time.sleep(0.02)
             del server
 
@@ -219,23 +239,29 @@ class LocalServer:
         return f"LocalServer({self._model_name!r}, {state}, n_parallel={self.n_parallel})"
 
 
-def _hang_up_clients(port: int) -> int:
-    """Shut down this process's sockets connected to 127.0.0.1:``port``; returns how many.
+def _hang_up_connections(port: int, done: set[str]) -> int:
+    """Shut down this process's TCP connections to or from ``port`` not in ``done``.
 
-    Linux only (``/proc``); elsewhere nothing is found and the caller just proceeds.
+    Returns how many were new; their socket inodes are added to ``done``.
+
+    Client ends (remote port) and the server's accepted ends (local port) both count; the
+    listening socket does not. Linux only (``/proc``); elsewhere nothing is found.
     """
+    # The server listens on 127.0.0.1 only, so the IPv4 table has all its connections.
+    ends = {f"{_LOOPBACK_HEX}:{port:04X}"}
     inodes: set[str] = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
+    try:
+        with open("/proc/self/net/tcp", encoding="ascii") as fh:
+            rows = fh.read().splitlines()[1:]
+    except OSError:
+        return 0
+    for row in rows:
+        fields = row.split()
+        # Columns: sl, local "HEXIP:HEXPORT", remote, state (0A is LISTEN), …, inode.
+        if len(fields) <= 9 or fields[3] == "0A" or fields[9] in done:
             continue
-        for row in rows:
-            fields = row.split()
-            # rem_address is "HEXIP:HEXPORT"; only client ends have the server's port there.
-            if len(fields) > 9 and int(fields[2].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
+        if fields[1] in ends or fields[2] in ends:
+            inodes.add(fields[9])
     if not inodes:
         return 0
     count = 0
@@ -255,6 +281,7 @@ def _hang_up_clients(port: int) -> int:
             sock = socket.socket(fileno=os.dup(int(name)))
         except OSError:
             continue
+        done.add(target[8:-1])
         try:
             sock.shutdown(socket.SHUT_RDWR)
             count += 1
@@ -266,6 +293,8 @@ def _hang_up_clients(port: int) -> int:
 
 
 _servers: dict[Path | None, LocalServer] = {}
+#: Servers whose task loop never answered: destroying them could hang, so they are kept.
+_abandoned: list[Any] = []
 _servers_lock = threading.Lock()
 _exiting = False
 _atexit_registered = False

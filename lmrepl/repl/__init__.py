@@ -47,6 +47,10 @@ def validate_environment(environment: str, environment_kwargs: dict[str, Any] | 
     moc = kwargs.get("max_output_chars")
     if moc is not None and (not isinstance(moc, int) or moc <= 0):
         raise ValueError("environment_kwargs['max_output_chars'] must be a positive integer")
+    if canonical_environment(environment) == "kernel":
+        from lmrepl.repl.kernel_env import KernelConfig
+
+        KernelConfig.from_kwargs(**kwargs)  # every kernel setting, checked before a run
 
 
 def make_repl(environment: str, environment_kwargs: dict[str, Any] | None = None) -> REPL:

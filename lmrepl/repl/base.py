@@ -115,6 +115,9 @@ class REPL(ABC):
     def user_variables(self) -> dict[str, str]:
         """Names the model created, with their type names."""
 
+    def interrupt(self) -> None:
+        """Ask the running cell to stop (best effort; used when a run is cancelled)."""
+
     def make_child(self) -> REPL | None:
         """A REPL for a child RLM sharing this one's resources, or None for a fresh one.
 

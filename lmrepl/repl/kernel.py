@@ -16,6 +16,7 @@ cell's own hard timeout.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -103,17 +104,26 @@ class KernelREPL(REPL):
 
     def _configure(self, session: KernelSession) -> None:
         cfg = self.config
-        if cfg.memory_limit_mb is not None or cfg.extra_env:
-            op = {"op": "config", "memory_limit_mb": cfg.memory_limit_mb, "env": cfg.extra_env}
-            try:
-                session.op(op, cfg.startup_timeout)
-            except RuntimeError as exc:
-                raise ValueError(str(exc)) from None
+        op = {
+            "op": "config",
+            "memory_limit_mb": cfg.memory_limit_mb,
+            "env": cfg.extra_env,
+            "display_cap": session.stream_cap,
+        }
+        try:
+            session.op(op, cfg.startup_timeout)
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from None
 
     def start(self, bridge: HostBridge) -> None:
-        """Take a warm kernel (or start one) and bind host calls to ``bridge``."""
+        """Take a warm kernel (or start one) and bind host calls to ``bridge``.
+
+        On a started REPL (a persistent session's next turn) only the bridge changes.
+        """
         if self._session is not None:
-            raise RuntimeError("KernelREPL.start() was already called")
+            self._bridge = bridge
+            self._session.bridges[0] = bridge
+            return
         self._bridge = bridge
         handle = self._new_kernel()
         session = KernelSession(handle, self.config.max_output_chars)
@@ -227,9 +237,14 @@ class KernelREPL(REPL):
         session.replace(self._new_kernel())
         self.restarts += 1
         self._configure(session)
-        contexts, self._contexts = self._contexts, []
-        for value in contexts:
-            self.add_context(value)
+        for value in self._contexts:
+            ship_context(
+                session,
+                0,
+                value,
+                local_files=self.config.local_files,
+                timeout=self.config.startup_timeout + 60,
+            )
         if self._tools:
             self.set_tools(self._tools)
         if self._history:
@@ -239,6 +254,11 @@ class KernelREPL(REPL):
         names = [n for n in _RUNTIME_NAMES if n != "context" or self._contexts]
         names += [f"context_{i}" for i in range(len(self._contexts))]
         return names + sorted(self._tools)
+
+    def interrupt(self) -> None:
+        """Send the kernel an interrupt (the running cell gets KeyboardInterrupt)."""
+        if self._session is not None:
+            self._session.handle.interrupt()
 
     def make_child(self) -> REPL | None:
         """A private namespace in this kernel, or None with ``child_repls="kernel"``."""
@@ -360,14 +380,13 @@ class KernelNamespaceREPL(REPL):
         if session is None or self.ns is None:
             return
         if not self._orphaned and session.generation == self._generation and not session.closed:
-            try:
+            # Best effort: the parent may be closing or its cell may have ended.
+            with contextlib.suppress(Exception):
                 session.op({"op": "drop_ns", "ns": self.ns}, 5)
-            except Exception:
-                pass  # the parent may be closing or its cell may have ended
         session.bridges.pop(self.ns, None)
 
 
 def close_all() -> None:
-    """Close every open KernelREPL (used at interpreter exit)."""
+    """Close every open KernelREPL (test teardown; the pool's atexit hook kills the rest)."""
     for repl in list(_OPEN):
         repl.close()

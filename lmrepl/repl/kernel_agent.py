@@ -193,6 +193,8 @@ class Agent:
 
     def op_config(self, op: dict[str, Any]) -> dict[str, Any]:
         os.environ.update({str(k): str(v) for k, v in (op.get("env") or {}).items()})
+        if op.get("display_cap"):
+            self._cap_reprs(int(op["display_cap"]))
         limit = op.get("memory_limit_mb")
         if limit is not None:
             import resource
@@ -209,6 +211,21 @@ class Agent:
                 want = min(want, hard)
             resource.setrlimit(resource.RLIMIT_AS, (want, hard))
         return {"pid": os.getpid()}
+
+    def _cap_reprs(self, cap: int) -> None:
+        """Echo of a huge str/bytes shows its head and tail, not megabytes of text."""
+        formatter = self.shell.display_formatter.formatters["text/plain"]
+
+        def short(obj: Any, p: Any, cycle: bool) -> None:
+            if len(obj) <= cap:
+                p.text(repr(obj))
+                return
+            half = cap // 2
+            hidden = len(obj) - 2 * half
+            p.text(f"{obj[:half]!r} ... [{hidden} more characters] ... {obj[-half:]!r}")
+
+        for kind in (str, bytes):
+            formatter.for_type(kind, short)
 
     def op_new_ns(self, op: dict[str, Any]) -> int:
         ns_id = int(op["ns"])
@@ -237,7 +254,11 @@ class Agent:
         return int(self._rt(op).add_context(value))
 
     def op_ctx_chunk(self, op: dict[str, Any]) -> None:
-        self.chunks.setdefault(str(op["key"]), bytearray()).extend(base64.b64decode(op["data"]))
+        buf = self.chunks.setdefault(str(op["key"]), bytearray())
+        if op.get("buffer"):
+            buf.extend((self.kernel.get_parent("shell") or {}).get("buffers", [b""])[0])
+        else:
+            buf.extend(base64.b64decode(op["data"]))
 
     def op_ctx_end(self, op: dict[str, Any]) -> int:
         data = self.chunks.pop(str(op["key"]), bytearray())
@@ -366,10 +387,8 @@ def boot(runtime_source: str) -> Agent:
     """Install the runtime into the user namespace and register the agent module."""
     shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - an IPython builtin
     shell.run_line_magic("xmode", "Plain")
-    try:
+    with contextlib.suppress(Exception):  # the host strips ANSI codes anyway
         shell.colors = "nocolor"
-    except Exception:
-        pass  # the host strips ANSI codes anyway
     runtime = types.ModuleType("lmrepl_runtime")
     sys.modules["lmrepl_runtime"] = runtime
     exec(compile(runtime_source, RUNTIME_FILE, "exec"), runtime.__dict__)

@@ -1,11 +1,14 @@
 """Shipping contexts and tool values from the host to a kernel.
 
-Two paths. For a local kernel, the value goes into a private file (mode 0600 in a
-0700 temp dir) that the kernel reads once and deletes: a str as raw UTF-8, encoded in
-chunks so the host never holds a second full copy (an ASCII str is read by the kernel
-straight into the new string's buffer, so the kernel holds one copy too), bytes raw,
-anything else pickled. For a kernel elsewhere (or ``local_files=False``), the same
-bytes travel base64-encoded in chunks inside operations over the Jupyter protocol.
+Two paths. For a local kernel, a str or bytes value streams through a private named
+pipe (mode 0600 in a 0700 directory) that the host writes while the kernel reads, so
+neither a file copy nor a second full copy in the host exists: an ASCII str is written
+straight from its own buffer and read straight into the new string's buffer; other
+str go as UTF-8 encoded in chunks; bytes raw. Other values are pickled into a private
+file that the kernel reads once and deletes. For a kernel elsewhere (or
+``local_files=False``), the same bytes travel base64-encoded in chunks inside
+operations over the Jupyter protocol: as binary message buffers on the shell
+channel, or base64 inside instructions while the kernel is busy (a child's context).
 """
 
 from __future__ import annotations
@@ -176,8 +179,7 @@ def ship_context(
                 os.unlink(path)  # the kernel deletes it; this covers a failed load
     key = uuid.uuid4().hex
     for piece in _pieces(value, kind, _PROTOCOL_CHUNK):
-        data = base64.b64encode(piece).decode("ascii")
-        session.op({"op": "ctx_chunk", "key": key, "data": data}, timeout)
+        session.op({"op": "ctx_chunk", "key": key}, timeout, data=piece)
     return int(session.op({"op": "ctx_end", "ns": ns, "key": key, "kind": kind}, timeout))
 
 

@@ -108,7 +108,7 @@ class KernelHandle:
 
     def connect(self, timeout: float) -> None:
         """Connect a client, wait until the kernel answers, and install the agent."""
-        from lmrepl.repl.kernel_session import run_silent
+        from lmrepl.repl.kernel_messages import run_silent
 
         kc = self.km.client()
         kc.start_channels(hb=False)

@@ -13,134 +13,45 @@ The host never unpickles anything the kernel sent: replies are JSON.
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from lmrepl.repl.base import HostBridge
 from lmrepl.repl.kernel_agent import MARKER, POLL_MIME
+from lmrepl.repl.kernel_messages import (
+    TICK_MS,
+    WORKERS,
+    Drive,
+    KernelGone,
+    Stream,
+    clean_traceback,
+    recv,
+    run_silent,
+)
 from lmrepl.repl.kernel_pool import KernelHandle
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_INTERNAL = ("site-packages/ipykernel", "site-packages/IPython", "<lmrepl-")
 _OP = "__import__('sys').modules['__lmrepl__'].agent"
-# Liveness checks while waiting; also the longest a finished worker waits to be sent.
-_TICK_MS = 50
 
-
-class KernelGone(Exception):
-    """The kernel died or stopped answering; ``outcome`` is "died" or "killed"."""
-
-    def __init__(self, outcome: str) -> None:
-        super().__init__(f"kernel {outcome}")
-        self.outcome = outcome
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour codes."""
-    return _ANSI.sub("", text)
-
-
-def clean_traceback(frames: list[str]) -> str:
-    """A kernel traceback as plain text without ipykernel/IPython/lmrepl frames."""
-    kept = [strip_ansi(f) for f in frames if not any(m in strip_ansi(f) for m in _INTERNAL)]
-    return "".join(f if f.endswith("\n") else f + "\n" for f in kept).rstrip("\n")
-
-
-class Stream:
-    """Collected stream text, bounded: keeps a head and a rolling tail past ``cap``."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = max(cap, 1000)
-        self.head: list[str] = []
-        self.head_len = 0
-        self.tail: deque[str] = deque()
-        self.tail_len = 0
-        self.dropped = 0
-
-    def add(self, text: str) -> None:
-        """Append ``text``."""
-        room = self.cap // 2 - self.head_len
-        if room > 0:
-            self.head.append(text[:room])
-            self.head_len += min(room, len(text))
-            text = text[room:]
-        if not text:
-            return
-        self.tail.append(text)
-        self.tail_len += len(text)
-        while self.tail_len > self.cap // 2 and len(self.tail) > 1:
-            self.tail_len -= len(first := self.tail.popleft())
-            self.dropped += len(first)
-        if self.tail_len > self.cap // 2:
-            cut = self.tail_len - self.cap // 2
-            self.tail[0] = self.tail[0][cut:]
-            self.tail_len -= cut
-            self.dropped += cut
-
-    def text(self) -> str:
-        """Everything kept, with a marker where text was dropped."""
-        mid = f"\n... [{self.dropped} characters dropped] ...\n" if self.dropped else ""
-        return "".join(self.head) + mid + "".join(self.tail)
-
-
-@dataclass
-class Drive:
-    """What one execute request produced."""
-
-    outcome: str = "ok"  # ok | error | timeout | killed | died
-    reply: dict[str, Any] = field(default_factory=dict)
-    stdout: str = ""
-    stderr: str = ""
-    display: str | None = None
-    error: str | None = None
-    ename: str | None = None
-    poll: dict[str, Any] | None = None
+__all__ = ["Drive", "KernelGone", "KernelSession", "run_silent"]
 
 
 class _Instruction:
-    def __init__(self, op: dict[str, Any]) -> None:
+    def __init__(self, op: dict[str, Any], data: bytes | memoryview | None = None) -> None:
         self.op = op
+        if data is not None:
+            self.op = {**op, "data": base64.b64encode(data).decode("ascii")}
         self.id = f"e{id(self)}-{time.monotonic_ns()}"
         self.sent = False
         self.done = False
         self.result: dict[str, Any] = {}
-
-
-def _recv(channel: Any) -> dict[str, Any] | None:
-    try:
-        return channel._recv(flags=zmq.NOBLOCK)  # type: ignore[no-any-return]
-    except zmq.Again:
-        return None
-
-
-def run_silent(
-    handle: KernelHandle, code: str, user_expressions: dict[str, str], timeout: float
-) -> dict[str, Any]:
-    """A silent execute with no host calls (bootstrap); returns the reply content."""
-    kc = handle.kc
-    msg_id = kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions)
-    deadline = time.monotonic() + timeout
-    while True:
-        if not handle.alive():
-            raise KernelGone("died")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"kernel did not answer within {timeout:.1f} s")
-        if kc.shell_channel.socket.poll(_TICK_MS):
-            msg = _recv(kc.shell_channel)
-            if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
-                content: dict[str, Any] = msg["content"]
-                if content.get("status") != "ok":
-                    raise RuntimeError(clean_traceback(content.get("traceback", [])))
-                return content
 
 
 class KernelSession:
@@ -176,9 +87,15 @@ class KernelSession:
             self.bridges[ns] = bridge
         return ns
 
-    def op(self, op: dict[str, Any], timeout: float | None) -> Any:
-        """Run an agent operation; through the running cell when the kernel is busy."""
-        instr = _Instruction(op)
+    def op(
+        self, op: dict[str, Any], timeout: float | None, data: bytes | memoryview | None = None
+    ) -> Any:
+        """Run an agent operation; through the running cell when the kernel is busy.
+
+        ``data`` travels as a binary message buffer over the shell channel, or base64
+        inside the instruction when the kernel is busy (stdin replies are text only).
+        """
+        instr = _Instruction(op, data)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if self._busy:
@@ -207,16 +124,20 @@ class KernelSession:
                     deadline=deadline,
                     grace=1.0,
                     expressions={"r": f"{_OP}.result"},
-                    metadata={"lmrepl_op": op},
+                    metadata={"lmrepl_op": {**op, "buffer": data is not None}},
+                    buffers=None if data is None else [data],
                 )
             finally:
                 self._release()
             if drive.outcome in ("killed", "died"):
+                # A stuck kernel is useless: end it, so the next cell sees "died" and the
+                # REPL recovers with a fresh one.
+                self.handle.kill()
                 raise KernelGone(drive.outcome)
             if drive.outcome == "timeout":
                 raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
-            data = drive.reply.get("user_expressions", {}).get("r", {}).get("data", {})
-            instr.result = json.loads(ast.literal_eval(data.get("text/plain", "'null'")))
+            shown = drive.reply.get("user_expressions", {}).get("r", {}).get("data", {})
+            instr.result = json.loads(ast.literal_eval(shown.get("text/plain", "'null'")))
         result = instr.result or {"ok": False, "error": "no result"}
         if not result.get("ok"):
             raise RuntimeError(str(result.get("error")))
@@ -271,6 +192,7 @@ class KernelSession:
         grace: float,
         expressions: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
+        buffers: list[bytes | memoryview] | None = None,
     ) -> Drive:
         handle = self.handle
         kc = handle.kc
@@ -283,6 +205,8 @@ class KernelSession:
             "stop_on_error": False,
         }
         request = kc.session.msg("execute_request", content, metadata=metadata or {})
+        if buffers:
+            request["buffers"] = buffers
         kc.shell_channel.send(request)
         msg_id = request["header"]["msg_id"]
         out, err = Stream(self.stream_cap), Stream(self.stream_cap)
@@ -332,7 +256,7 @@ class KernelSession:
                     if instr is not None:
                         pending[instr.id] = instr
                         answer({"t": "exec", "id": instr.id, "op": instr.op})
-            timeout_ms = _TICK_MS
+            timeout_ms = TICK_MS
             if deadline is not None and interrupted_at is None:
                 timeout_ms = max(0, min(timeout_ms, int((deadline - now) * 1000) + 1))
             ready = dict(poller.poll(timeout_ms))
@@ -342,7 +266,7 @@ class KernelSession:
             for sock, channel in sockets.items():
                 if sock not in ready:
                     continue
-                while (msg := _recv(channel)) is not None:
+                while (msg := recv(channel)) is not None:
                     if msg.get("parent_header", {}).get("msg_id") != msg_id:
                         continue
                     kind = msg["msg_type"]
@@ -396,12 +320,7 @@ class KernelSession:
         kind = req.get("t")
         if kind == "call":
             bridge = self.bridges.get(int(req.get("ns", 0)))
-            threading.Thread(
-                target=self._call,
-                args=(bridge, req, results),
-                daemon=True,
-                name="lmrepl-host-call",
-            ).start()
+            WORKERS.submit(self._call, bridge, req, results)
         elif kind == "done":
             instr = pending.pop(str(req.get("id")), None)
             if instr is not None:

@@ -64,6 +64,7 @@ class LocalREPL(REPL):
         self._runtime: Runtime | None = None
         self._counter = 0
         self._closed = False
+        self._cell_thread: threading.Thread | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -102,6 +103,12 @@ class LocalREPL(REPL):
         """The variables model code created."""
         return self.runtime.user_variables()
 
+    def interrupt(self) -> None:
+        """Raise ``KeyboardInterrupt`` in the running cell's thread."""
+        thread = self._cell_thread
+        if thread is not None and thread.is_alive():
+            _raise_in_thread(thread, KeyboardInterrupt)
+
     def make_child(self) -> REPL | None:
         """Children get a fresh in-process REPL (cheap)."""
         return None
@@ -121,8 +128,10 @@ class LocalREPL(REPL):
             daemon=True,
         )
         started = time.perf_counter()
+        self._cell_thread = thread
         thread.start()
         thread.join(limit)
+        self._cell_thread = None
         notice = None
         status = None
         if thread.is_alive():

@@ -1,0 +1,160 @@
+"""Plain helpers of the kernel protocol: messages, bounded streams, host-call workers."""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from lmrepl.repl.kernel_pool import KernelHandle
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_INTERNAL = ("site-packages/ipykernel", "site-packages/IPython", "<lmrepl-")
+#: Liveness checks while waiting, in milliseconds.
+TICK_MS = 50
+
+
+class Workers:
+    """Reused threads for host calls, never bounded: a call may block on nested calls
+    (``rlm_query`` children), so a fixed-size pool could deadlock. Starting a thread
+    per call costs ~1-2 ms on a busy 2-core machine; handing to an idle one does not."""
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._idle_s = idle_s
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on an idle worker or a new one."""
+        with self._lock:
+            self._jobs.put((fn, args))
+            if self._idle:
+                self._idle -= 1
+                return
+        threading.Thread(target=self._run, name="lmrepl-host-call", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fn, args = self._jobs.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty() and self._idle:
+                        self._idle -= 1
+                        return
+                continue
+            fn(*args)
+            with self._lock:
+                self._idle += 1
+
+
+#: The process-wide host-call workers.
+WORKERS = Workers()
+
+
+class KernelGone(Exception):
+    """The kernel died or stopped answering; ``outcome`` is "died" or "killed"."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(f"kernel {outcome}")
+        self.outcome = outcome
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
+def clean_traceback(frames: list[str]) -> str:
+    """A kernel traceback as plain text without ipykernel/IPython/lmrepl frames."""
+    kept = [strip_ansi(f) for f in frames if not any(m in strip_ansi(f) for m in _INTERNAL)]
+    return "".join(f if f.endswith("\n") else f + "\n" for f in kept).rstrip("\n")
+
+
+class Stream:
+    """Collected stream text, bounded: keeps a head and a rolling tail past ``cap``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(cap, 1000)
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail: deque[str] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text``."""
+        room = self.cap // 2 - self.head_len
+        if room > 0:
+            self.head.append(text[:room])
+            self.head_len += min(room, len(text))
+            text = text[room:]
+        if not text:
+            return
+        self.tail.append(text)
+        self.tail_len += len(text)
+        while self.tail_len > self.cap // 2 and len(self.tail) > 1:
+            self.tail_len -= len(first := self.tail.popleft())
+            self.dropped += len(first)
+        if self.tail_len > self.cap // 2:
+            cut = self.tail_len - self.cap // 2
+            self.tail[0] = self.tail[0][cut:]
+            self.tail_len -= cut
+            self.dropped += cut
+
+    def text(self) -> str:
+        """Everything kept, with a marker where text was dropped."""
+        mid = f"\n... [{self.dropped} characters dropped] ...\n" if self.dropped else ""
+        return "".join(self.head) + mid + "".join(self.tail)
+
+
+@dataclass
+class Drive:
+    """What one execute request produced."""
+
+    outcome: str = "ok"  # ok | error | timeout | killed | died
+    reply: dict[str, Any] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+    display: str | None = None
+    error: str | None = None
+    ename: str | None = None
+    poll: dict[str, Any] | None = None
+
+
+def recv(channel: Any) -> dict[str, Any] | None:
+    try:
+        return channel._recv(flags=zmq.NOBLOCK)  # type: ignore[no-any-return]
+    except zmq.Again:
+        return None
+
+
+def run_silent(
+    handle: KernelHandle, code: str, user_expressions: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """A silent execute with no host calls (bootstrap); returns the reply content."""
+    kc = handle.kc
+    msg_id = kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not handle.alive():
+            raise KernelGone("died")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"kernel did not answer within {timeout:.1f} s")
+        if kc.shell_channel.socket.poll(TICK_MS):
+            msg = recv(kc.shell_channel)
+            if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                content: dict[str, Any] = msg["content"]
+                if content.get("status") != "ok":
+                    raise RuntimeError(clean_traceback(content.get("traceback", [])))
+                return content
