@@ -18,11 +18,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import median_time, ok, table  # noqa: E402
+from _common import median_time, ok, table
+from _server import ServerProcess
 
-from lmrepl import RLM  # noqa: E402
-from lmrepl.events import CellFinished, Event, ModelCallFinished  # noqa: E402
-from _server import ServerProcess  # noqa: E402
+from lmrepl import RLM
+from lmrepl.events import CellFinished, Event, ModelCallFinished
 
 
 def _loop_replies(n: int) -> list[str]:
@@ -106,19 +106,34 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[list[Any]] = []
     for env in envs:
         ms = overhead_per_iteration(env, 20, repeat)
-        rows.append([f"overhead per iteration ({env})", f"{ms:.2f} ms", "<= 5 ms", "9.8 ms", ok(ms, 5)])
+        rows.append(
+            [f"overhead per iteration ({env})", f"{ms:.2f} ms", "<= 5 ms", "9.8 ms", ok(ms, 5)]
+        )
         fc = fixed_cost(env, repeat)
         target = 0.15
         ref = "0.55 s" if env == "local" else "1.6 s"
-        rows.append([f"fixed cost of completion() ({env})", f"{fc * 1000:.1f} ms", "<= 150 ms", ref, ok(fc, target)])
+        rows.append(
+            [
+                f"fixed cost of completion() ({env})",
+                f"{fc * 1000:.1f} ms",
+                "<= 150 ms",
+                ref,
+                ok(fc, target),
+            ]
+        )
     with ServerProcess(latency=0.2) as server:
         fan_out(server, envs[0], 16)  # warm-up: imports, connections
         for env in envs:
             for c in (4, 8, 16):
                 eff = fan_out(server, env, c)
                 rows.append(
-                    [f"llm_query_batched 32 x 200 ms, concurrency {c} ({env})", f"{eff * 100:.0f} %",
-                     ">= 95 %", "ignores setting", ok(eff, 0.95, lower_is_better=False)]
+                    [
+                        f"llm_query_batched 32 x 200 ms, concurrency {c} ({env})",
+                        f"{eff * 100:.0f} %",
+                        ">= 95 %",
+                        "ignores setting",
+                        ok(eff, 0.95, lower_is_better=False),
+                    ]
                 )
     table("Engine (SPEC §9)", ["measure", "value", "target", "lm-repl 0.2.0", "met"], rows)
 

@@ -17,15 +17,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import ok, table  # noqa: E402
+from _common import ok, table
 
-from lmrepl import SRLM  # noqa: E402
-from lmrepl.testing import ScriptedReply, ScriptedRequest, ScriptedServer  # noqa: E402
+from lmrepl import SRLM
+from lmrepl.testing import ScriptedReply, ScriptedRequest, ScriptedServer
 
 STEPS = [
-    "```repl\nn = len(context)\nprint(n)\n```\n{\"confidence\": 70}",
-    "```repl\npart = context[:100]\nprint(part[:20])\n```\n{\"confidence\": 80}",
-    "```repl\nFINAL(n)\n```\n{\"confidence\": 90}",
+    '```repl\nn = len(context)\nprint(n)\n```\n{"confidence": 70}',
+    '```repl\npart = context[:100]\nprint(part[:20])\n```\n{"confidence": 80}',
+    '```repl\nFINAL(n)\n```\n{"confidence": 90}',
 ]
 
 
@@ -65,12 +65,12 @@ def early_stop_savings(server: ScriptedServer, environment: str) -> tuple[int, i
                     order["n"] += 1
                     me = order["n"]
                 tag = "wander" if me == 4 else "agree"
-                return f"```repl\ntag = {tag!r}\n```\n{{\"confidence\": 60}}"
+                return f'```repl\ntag = {tag!r}\n```\n{{"confidence": 60}}'
             if "wander" in str(req.messages[2]["content"]):
                 if turn < 6:
-                    return ScriptedReply(text="```repl\nx = 1\n```\n{\"confidence\": 40}", delay=0.2)
+                    return ScriptedReply(text='```repl\nx = 1\n```\n{"confidence": 40}', delay=0.2)
                 return "```repl\nFINAL(7)\n```"
-            return "```repl\nFINAL(42)\n```\n{\"confidence\": 90}"
+            return '```repl\nFINAL(42)\n```\n{"confidence": 90}'
 
         server.script(responder=by_candidate, latency=0.2)
         srlm = SRLM(
@@ -87,7 +87,10 @@ def early_stop_savings(server: ScriptedServer, environment: str) -> tuple[int, i
         result = srlm.completion("x" * 1000, "q")
         wall = time.perf_counter() - started
         srlm.close()
-        return result.usage_summary.total_output_tokens + result.usage_summary.total_input_tokens, wall
+        return (
+            result.usage_summary.total_output_tokens + result.usage_summary.total_input_tokens,
+            wall,
+        )
 
     t_off, w_off = run(False)
     t_on, w_on = run(True)
@@ -110,10 +113,21 @@ def main(argv: list[str] | None = None) -> None:
             ratio = t / base
             target = "<= 1.1x" if parallel == 4 else ""
             met = ok(ratio, 1.1) if parallel == 4 else ""
-            rows.append([f"K=4, candidate_parallel={parallel} ({env})", f"{t:.2f} s", f"{ratio:.2f}x", target, met])
+            rows.append(
+                [
+                    f"K=4, candidate_parallel={parallel} ({env})",
+                    f"{t:.2f} s",
+                    f"{ratio:.2f}x",
+                    target,
+                    met,
+                ]
+            )
         t_off, t_on, w_off, w_on = early_stop_savings(server, env)
-    table("SRLM wall time (200 ms model latency, 3 steps per candidate)",
-          ["run", "wall", "vs K=1", "target", "met"], rows)
+    table(
+        "SRLM wall time (200 ms model latency, 3 steps per candidate)",
+        ["run", "wall", "vs K=1", "target", "met"],
+        rows,
+    )
     table(
         "early_stop on a set where 3 of 4 candidates agree",
         ["", "tokens", "wall"],
