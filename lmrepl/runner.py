@@ -50,6 +50,7 @@ class TrajectoryResult:
     answer: str | None
     steps: list[dict[str, Any]] = field(default_factory=list)
     subcalls: list[dict[str, Any]] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
     iterations: int = 0
     execution_time: float = 0.0
     error: str | None = None
@@ -64,6 +65,7 @@ class TrajectoryResult:
             "answer": self.answer,
             "steps": self.steps,
             "subcalls": self.subcalls,
+            "children": self.children,
             "iterations": self.iterations,
             "execution_time": self.execution_time,
             "error": self.error,
@@ -98,6 +100,8 @@ class Trajectory(StepActions):
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.steps: list[dict[str, Any]] = []
         self.subcalls: list[dict[str, Any]] = []
+        #: Trajectories of the child RLMs this one started (their own steps and sub-calls).
+        self.children: list[dict[str, Any]] = []
         s = engine.settings
         self.is_child = depth > 0 and parent_run_id is not None
         self.tools = s.sub_tools if self.is_child else s.tools
@@ -188,7 +192,7 @@ class Trajectory(StepActions):
             client=client,
         )
         result = child.run([prompt], prompt, own_repl=True)
-        self.subcalls.extend(child.subcalls)
+        self.children.append(result.metadata())
         if result.answer is None:
             raise RuntimeError(f"the child RLM ended without an answer ({result.status})")
         return result.answer, child.run_id
@@ -229,6 +233,13 @@ class Trajectory(StepActions):
             exc.usage = self.usage.summary()
             exc.metadata = result.metadata()
             raise
+        except KeyboardInterrupt:
+            # Stop the running cell and calls in flight, keep what the model drafted.
+            self.guard.cancel()
+            self._draft = self._current_draft() or self._draft
+            result.status, result.error = "cancelled", "interrupted (KeyboardInterrupt)"
+            self._finish(result, started)
+            raise
         except BaseException as exc:
             result.status = "failed"
             result.error = f"{type(exc).__name__}: {exc}"
@@ -263,6 +274,7 @@ class Trajectory(StepActions):
     def _finish(self, result: TrajectoryResult, started: float) -> None:
         result.steps = self.steps
         result.subcalls = self.subcalls
+        result.children = self.children
         result.iterations = len(self.steps)
         result.execution_time = time.perf_counter() - started
         result.output_tokens = self.usage.output_tokens
@@ -279,6 +291,14 @@ class Trajectory(StepActions):
             output_tokens=out,
             cost=cost,
         )
+
+    def _current_draft(self) -> str | None:
+        if self.repl is None:
+            return None
+        try:
+            return self.repl.draft()
+        except Exception:
+            return None
 
     def _partial(self) -> str | None:
         return self._draft or self._last_prose

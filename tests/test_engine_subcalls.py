@@ -81,6 +81,10 @@ def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
     assert seen_child_system
     sub = result.metadata["subcalls"]
     assert any(s["function"] == "rlm_query" and s["child_run_id"] for s in sub)
+    # The child's own trajectory is recorded too.
+    (child,) = result.metadata["children"]
+    assert child["answer"] == "False:SUB TASK"
+    assert "FINAL(" in child["steps"][0]["code"]
 
 
 def test_rlm_query_at_max_depth_is_a_plain_call(scripted_server: ScriptedServer) -> None:

@@ -115,6 +115,10 @@ class REPL(ABC):
     def user_variables(self) -> dict[str, str]:
         """Names the model created, with their type names."""
 
+    def draft(self) -> str | None:
+        """The draft in ``answer["content"]`` now (used when a run is interrupted)."""
+        return None
+
     def interrupt(self) -> None:
         """Ask the running cell to stop (best effort; used when a run is cancelled)."""
 

@@ -255,6 +255,17 @@ class KernelREPL(REPL):
         names += [f"context_{i}" for i in range(len(self._contexts))]
         return names + sorted(self._tools)
 
+    def draft(self) -> str | None:
+        """The draft answer in the kernel (a short poll; None if the kernel is busy)."""
+        if self._session is None:
+            return None
+        try:
+            polled = self._session.op({"op": "poll", "ns": 0}, 3)
+        except Exception:
+            return None
+        draft = polled.get("draft") if isinstance(polled, dict) else None
+        return str(draft) if draft else None
+
     def interrupt(self) -> None:
         """Send the kernel an interrupt (the running cell gets KeyboardInterrupt)."""
         if self._session is not None:

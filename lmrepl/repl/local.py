@@ -103,6 +103,13 @@ class LocalREPL(REPL):
         """The variables model code created."""
         return self.runtime.user_variables()
 
+    def draft(self) -> str | None:
+        """The draft answer, read from the runtime's dict (no code runs)."""
+        if self._runtime is None:
+            return None
+        content = self._runtime.answer.get("content")
+        return str(content) if content not in (None, "") else None
+
     def interrupt(self) -> None:
         """Raise ``KeyboardInterrupt`` in the running cell's thread."""
         thread = self._cell_thread
