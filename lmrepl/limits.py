@@ -7,6 +7,7 @@ cancelled one by one (early stop).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -97,10 +98,9 @@ class LimitGuard:
             hooks = list(self._hooks)
             children = list(self._children)
         for hook in hooks:
-            try:
+            # An interrupt that fails must not break the cancel.
+            with contextlib.suppress(Exception):
                 hook()
-            except Exception:  # an interrupt that fails must not break the cancel
-                pass
         for child in children:
             child._run_hooks()
 

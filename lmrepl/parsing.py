@@ -164,7 +164,10 @@ def overwrites_context(code: str) -> bool:
         else:
             continue
         for target in targets:
-            if isinstance(target, ast.Name) and target.id == "context":
-                if stmt.value is None or not _mentions(stmt.value, "context"):
-                    return True
+            if (
+                isinstance(target, ast.Name)
+                and target.id == "context"
+                and (stmt.value is None or not _mentions(stmt.value, "context"))
+            ):
+                return True
     return False

@@ -113,7 +113,9 @@ def test_limits_reach_sub_calls_in_a_batch(scripted_server: ScriptedServer) -> N
 
 
 @pytest.mark.parametrize("environment", ["local", "kernel"])
-def test_cancel_interrupts_a_running_cell(scripted_server: ScriptedServer, environment: str) -> None:
+def test_cancel_interrupts_a_running_cell(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     scripted_server.script([repl("import time\nfor _ in range(600):\n    time.sleep(0.05)")])
     rlm = make_rlm(scripted_server, environment=environment)
     timer = threading.Timer(1.5, rlm.cancel)

@@ -119,7 +119,7 @@ class REPL(ABC):
         """The draft in ``answer["content"]`` now (used when a run is interrupted)."""
         return None
 
-    def interrupt(self) -> None:  # noqa: B027 - optional hook, no-op by default
+    def interrupt(self) -> None:
         """Ask the running cell to stop (best effort; used when a run is cancelled)."""
 
     def make_child(self) -> REPL | None:
