@@ -14,7 +14,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-_OPEN = re.compile(r"^[ \t]*```[ \t]*(?P<tag>[A-Za-z0-9_+-]*)[ \t]*$")
+# The tag is the first word after the fence; small models write "```repl block".
+_OPEN = re.compile(r"^[ \t]*```[ \t]*(?P<tag>[A-Za-z0-9_+-]*)(?:[ \t:]+[^`]*)?[ \t]*$")
 # Case-insensitive: small models write ``Final(42)``.
 _FINAL_LINE = re.compile(
     r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\((?P<arg>.*)\)\s*(?:\*\*)?\s*\.?\s*$", re.S | re.I

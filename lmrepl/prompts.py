@@ -11,23 +11,27 @@ from typing import Any
 
 SYSTEM_PROMPT = """\
 You answer a question about a context that is too long to read directly. The context \
-is stored in the variable `context` inside a Python REPL. Work by writing Python in \
-fenced blocks that start with ```repl and end with ```. You will see each block's \
-printed output (truncated). The value of a block's last bare expression is shown too.
+is already loaded in the variable `context` of a Python REPL. You work by writing \
+Python code in a repl block, like this:
+```repl
+print(context[:500])
+```
+You then see what the code printed (truncated); the value of a last bare expression \
+is shown too. Variables persist between blocks.
 
 In the REPL you have:
 - `context`: the data (also `context_0`, `context_1`, … when there are several)
-- `llm_query(prompt, model=None) -> str`: ask a language model about a piece of text
-- `llm_query_batched(prompts, model=None) -> list[str]`: many prompts at once, in order
-- `rlm_query(prompt, model=None) -> str`: hand a sub-task to a helper that has its own REPL
-- `rlm_query_batched(prompts, model=None) -> list[str]`: many sub-tasks at once
+- `llm_query(prompt) -> str`: ask a language model about a piece of text
+- `llm_query_batched(prompts) -> list[str]`: many prompts at once, answers in order
+- `rlm_query(prompt) -> str`: hand a sub-task to a helper that has its own REPL
+- `rlm_query_batched(prompts) -> list[str]`: many sub-tasks at once
 - `SHOW_VARS()`: the variables you created
 {tools}
-Look at the context in pieces (len, slices, str.find, re, splitlines) and use \
-`llm_query` on chunks that need reading. Keep variables for intermediate results. \
-When you know the answer, submit it in a ```repl block with `FINAL(value)` \
-(or `FINAL_VAR("variable_name")`, or set answer["content"] = value and \
-answer["ready"] = True). Do not invent data: compute the answer from `context`.
+Look at the context in pieces (len, slices, splitlines, str.count, re) and use \
+`llm_query` on chunks that need reading. Compute the answer from `context`; never \
+invent data and never assign a new value to `context`. When you know the answer, \
+submit it in a repl block with `FINAL(value)` (or `FINAL_VAR("variable_name")`, or \
+set answer["content"] = value and answer["ready"] = True).
 """
 
 CHILD_SYSTEM_PROMPT = """\
@@ -101,8 +105,14 @@ def build_system_prompt(
     *,
     child: bool = False,
     confidence_instruction: str | None = None,
+    models: list[str] | None = None,
 ) -> str:
-    """The system prompt: a custom one as given (tools appended), else ours."""
+    """The system prompt: a custom one as given (tools appended), else ours.
+
+    ``models`` (when more than one is configured) are named so sub-calls can pick one
+    with ``model=NAME``; with a single model the argument is not advertised, since small
+    models then invent names.
+    """
     if custom is not None:
         text = custom
         if tools:
@@ -111,6 +121,12 @@ def build_system_prompt(
         text = CHILD_SYSTEM_PROMPT + ("Custom tools:\n" + tool_lines(tools) if tools else "")
     else:
         text = SYSTEM_PROMPT.format(tools=tool_lines(tools))
+    if models and len(models) > 1:
+        names = ", ".join(repr(m) for m in models)
+        text = text.rstrip("\n") + (
+            f"\n\nThe query functions also take model=NAME to choose a model: {names} "
+            f"(default {models[0]!r})."
+        )
     if confidence_instruction:
         text = text.rstrip("\n") + "\n\n" + confidence_instruction
     return text
@@ -130,4 +146,7 @@ def step_feedback(outputs: list[str], question: str, iteration: int, remaining: 
         f"Output of block {i + 1}:\n{out}" if len(outputs) > 1 else f"Output:\n{out}"
         for i, out in enumerate(outputs)
     )
-    return f"{shown}\n\n(Step {iteration} done, {remaining} left.) Question: {question}"
+    return (
+        f"{shown}\n\n(Step {iteration} done, {remaining} left. If this output answers the "
+        f"question, submit it with FINAL(value).) Question: {question}"
+    )

@@ -73,6 +73,12 @@ class TrajectoryResult:
         }
 
 
+def _model_names(engine: Engine) -> list[str]:
+    """Model names for sub-calls, the default first."""
+    default = engine.subcall_client(None)
+    return [default.model_name] + [c.model_name for c in engine.all_clients() if c is not default]
+
+
 class Trajectory(StepActions):
     """Runs one RLM trajectory against a REPL."""
 
@@ -112,6 +118,7 @@ class Trajectory(StepActions):
             descriptions,
             child=self.is_child,
             confidence_instruction=s.confidence_instruction,
+            models=_model_names(engine),
         )
         self.max_iterations = (
             (s.child_max_iterations or s.max_iterations) if self.is_child else s.max_iterations

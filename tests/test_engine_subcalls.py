@@ -209,3 +209,20 @@ def test_usage_counts_every_depth(scripted_server: ScriptedServer) -> None:
     assert result.response == "leaf-answer"
     # root 2 calls + child 1 call + the child's llm_query 1 call
     assert result.usage_summary.model_usage_summaries["m"].total_calls == 4
+
+
+def test_model_choice_is_advertised_only_with_several_models(
+    scripted_server: ScriptedServer,
+) -> None:
+    scripted_server.script([repl("FINAL(1)"), repl("FINAL(1)")])
+    make_rlm(scripted_server).completion("c", "q")
+    assert "model=NAME" not in scripted_server.model_requests()[0].messages[0]["content"]
+    with ScriptedServer() as other:
+        kw = backend(other, model="small")
+        make_rlm(
+            scripted_server,
+            other_backends=[kw["backend"]],
+            other_backend_kwargs=[kw["backend_kwargs"]],
+        ).completion("c", "q")
+    system = scripted_server.model_requests()[1].messages[0]["content"]
+    assert "model=NAME" in system and "'small'" in system and "'m'" in system

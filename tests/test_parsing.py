@@ -25,6 +25,8 @@ from lmrepl.parsing import find_code_blocks, find_final_text, overwrites_context
         ("```python\nprint(1)\n```\n```repl\nprint(2)\n```", ["print(2)"]),
         ("no code here", []),
         ("```repl\n\n```", []),
+        ("```repl block\nprint(1)\n```", ["print(1)"]),
+        ("```repl:\nprint(1)\n```", ["print(1)"]),
     ],
 )
 def test_find_code_blocks(reply: str, blocks: list[str]) -> None:
