@@ -185,6 +185,14 @@ class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.owner._track(request, add=False)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up mid-request (a cancelled or timed-out call) is normal here.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class ScriptedServer:
     """Loopback OpenAI/Anthropic-compatible server with scripted replies.

@@ -124,7 +124,8 @@ def run_with_view(
         # The display itself broke: stop the run rather than leave it printing into
         # later cells, then let the error through.
         engine.cancel()
-        worker.join(cancel_grace)
+        if worker.is_alive():
+            worker.join(cancel_grace)
         raise
     finally:
         unsubscribe()

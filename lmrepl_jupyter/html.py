@@ -110,6 +110,20 @@ def survivors(record: TrajectoryRecord) -> set[int]:
     return {m for c in record.clusters if c.votes == top for m in c.members}
 
 
+def clock(state: PanelState, now: float | None = None) -> str:
+    """Elapsed time: coarse while running (1 s, after a minute 5 s), tenths when done.
+
+    The live header is re-sent only when its text changes. A coarse clock keeps a long
+    run to a few hundred widget messages: front ends that read IOPub only after the
+    cell (nbval) otherwise overflow its queues (about 2000 messages) and fail the cell.
+    """
+    elapsed = state.elapsed(now)
+    if state.finished:
+        return f"{elapsed:.1f} s"
+    step = 1 if elapsed < 60 else 5
+    return f"{int(elapsed) // step * step} s"
+
+
 def header_html(state: PanelState, now: float | None = None) -> str:
     """Question, status and running totals."""
     rec = state.record
@@ -123,7 +137,7 @@ def header_html(state: PanelState, now: float | None = None) -> str:
     if rec.model:
         parts.append(f"model <code>{escape(rec.model)}</code>")
     totals = [
-        f"{state.elapsed(now):.1f} s",
+        clock(state, now),
         f"{rec.model_calls} model calls",
         f"{rec.input_tokens:,} in / {rec.output_tokens:,} out tokens",
     ]

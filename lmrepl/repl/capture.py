@@ -45,6 +45,11 @@ class _Router(io.TextIOBase):
     def fileno(self) -> int:
         return self.original.fileno()
 
+    def __getattr__(self, name: str) -> object:
+        # Everything else belongs to the stream we wrap: inside a Jupyter kernel,
+        # IPython calls ``sys.stdout.set_parent(...)`` before every cell.
+        return getattr(self.original, name)
+
 
 def _ensure_installed() -> None:
     with _install_lock:
