@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check lmrepl lmrepl_jupyter tests benchmarks
