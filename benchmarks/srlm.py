@@ -33,6 +33,14 @@ def _turns(req: ScriptedRequest) -> int:
     return sum(1 for m in req.messages if m.get("role") == "assistant")
 
 
+def _wait_for_kernels(environment: str, n: int) -> None:
+    """As between a user's searches: the kernel pool has refilled to the last demand."""
+    if environment == "kernel":
+        from lmrepl.repl.kernel_pool import default_pool
+
+        default_pool().wait_ready(n)
+
+
 def wall_time(server: ScriptedServer, environment: str, k: int, parallel: int) -> float:
     """Seconds for one SRLM search."""
     server.script(responder=lambda req: STEPS[min(_turns(req), 2)], latency=0.2)
@@ -44,6 +52,7 @@ def wall_time(server: ScriptedServer, environment: str, k: int, parallel: int) -
         candidate_parallel=parallel,
         confidence_elicitation=True,
     )
+    _wait_for_kernels(environment, min(k, parallel))
     started = time.perf_counter()
     srlm.completion("x" * 10_000, "How long is the context?")
     elapsed = time.perf_counter() - started
@@ -83,6 +92,7 @@ def early_stop_savings(server: ScriptedServer, environment: str) -> tuple[int, i
             early_stop=early,
             max_iterations=10,
         )
+        _wait_for_kernels(environment, 4)
         started = time.perf_counter()
         result = srlm.completion("x" * 1000, "q")
         wall = time.perf_counter() - started

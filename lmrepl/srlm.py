@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,6 +92,8 @@ class SRLM(RLM):
         )
         self.confidence_elicitation = confidence_elicitation
         self.early_stop = early_stop
+        # Kernels start in the background now, while the caller prepares the question.
+        _prewarm(self.environment, min(n_candidates, candidate_parallel))
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Search K trajectories for the answer to ``root_prompt`` about ``prompt``."""
@@ -223,8 +226,9 @@ class SRLM(RLM):
         )
         futures: list[Future[None]] = [pool.submit(run, c) for c in cands]
         try:
-            for f in futures:
-                f.result()
+            with _refill_held(self.environment, k, self.candidate_parallel):
+                for f in futures:
+                    f.result()
         except BaseException:
             guard.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -344,6 +348,17 @@ def _maybe_stop_early(cands: list[_Candidate]) -> None:
         for c in unfinished:
             c.guard.cancel()
             c.error = "early stop: a majority was reached"
+
+
+def _refill_held(
+    environment: str, takes: int, parallel: int
+) -> contextlib.AbstractContextManager[None]:
+    """While candidates run, the kernel pool starts only the kernels they still need."""
+    if environment != "kernel":
+        return contextlib.nullcontext()
+    from lmrepl.repl.kernel_pool import default_pool
+
+    return default_pool().refill_held(takes, parallel)
 
 
 def _prewarm(environment: str, n: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,6 +103,23 @@ def check_reachable(base_url: str) -> None:
         ) from exc
 
 
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verified TLS context for every client of the process.
+
+    Loading the CA certificates takes 30–45 ms; a new SDK client would pay it each
+    time (every RLM, every SRLM candidate set), inside the first model call.
+    """
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = ssl.create_default_context()
+        return _ssl_context
+
+
 class OpenAIClient(ModelClient):
     """Chat completions through the official ``openai`` SDK's sync client.
 
@@ -169,6 +187,7 @@ class OpenAIClient(ModelClient):
                     timeout=self.timeout,
                     max_retries=0,
                     default_headers=self.default_headers or None,
+                    http_client=openai.DefaultHttpxClient(verify=shared_ssl_context()),
                 )
             return self._sdk_client
 

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,10 @@ def start_kernel(extra_env: dict[str, str] | None = None, timeout: float = 30.0)
     return handle
 
 
+#: The most kernels the pool keeps warm (each costs ~60 MB and a process).
+MAX_POOL_SIZE = 8
+
+
 class KernelPool:
     """Process-wide warm kernels: ``take()`` hands out a ready, never-used kernel.
 
@@ -218,9 +223,25 @@ class KernelPool:
         self._ready: list[KernelHandle] = []
         self._starting = 0
         self._closed = False
+        self._held = 0
+        # While held: kernels the holder still expects to take, and how many at once.
+        self._hold_remaining = 0
+        self._hold_parallel = 1
 
     def prewarm(self, n: int) -> None:
-        """Start kernels in the background until ``n`` are ready or starting."""
+        """Start kernels in the background until ``n`` are ready or starting.
+
+        The pool remembers the largest demand (up to ``MAX_POOL_SIZE``) and refills to
+        it after each ``take``, so a second K-candidate search finds K warm kernels.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self.size = max(self.size, min(n, MAX_POOL_SIZE))
+        self._start_up_to(n)
+
+    def _start_up_to(self, n: int) -> None:
+        """Start kernels until ``n`` are ready or starting (no change to ``size``)."""
         with self._lock:
             if self._closed:
                 return
@@ -244,6 +265,41 @@ class KernelPool:
         if handle is not None:
             handle.kill()
 
+    @contextlib.contextmanager
+    def refill_held(self, takes: int, parallel: int) -> Iterator[None]:
+        """While the block runs, start only the kernels the holder will still take.
+
+        A K-candidate search takes ``takes`` kernels, ``parallel`` at a time. Refilling
+        the whole pool during it costs ~0.7 s of CPU per kernel, which on 2 cores slowed
+        the candidates themselves (benchmarks/srlm.py); so during the search the pool
+        keeps just enough starting for the candidates still queued, and refills to its
+        size when the block ends.
+        """
+        with self._lock:
+            self._held += 1
+            self._hold_remaining = takes
+            self._hold_parallel = max(parallel, 1)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                release = self._held == 0
+            if release:
+                self.prewarm(self.size)
+
+    def wait_ready(self, n: int = 1, timeout: float = 30.0) -> bool:
+        """Prewarm ``n`` kernels and wait until they are ready; False on timeout."""
+        self.prewarm(n)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._ready) < n and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.05))
+            return len(self._ready) >= n
+
     def take(self, timeout: float | None = None) -> KernelHandle:
         """A ready kernel: a warm one at once, one being started, or a fresh start."""
         timeout = self.startup_timeout if timeout is None else timeout
@@ -264,7 +320,13 @@ class KernelPool:
                     break
                 self._lock.wait(min(left, 0.05))
         if not self._closed:
-            self.prewarm(self.size)
+            if self._held:
+                with self._lock:
+                    self._hold_remaining = max(self._hold_remaining - 1, 0)
+                    queued = max(self._hold_remaining - self._hold_parallel + 1, 0)
+                self._start_up_to(min(queued, self._hold_parallel))
+            else:
+                self.prewarm(self.size)
         if handle is None:
             handle = start_kernel(timeout=max(deadline - time.monotonic(), 1.0))
         return handle
