@@ -265,18 +265,18 @@ class Trajectory(StepActions):
         history: list[dict[str, Any]] | None,
         new_context_start: int,
     ) -> None:
+        reused = self.repl is not None and new_context_start > 0
         if self.repl is None:
             self.repl = self.engine.new_repl()
-            self.repl.start(bridge)
-        else:
-            self.repl.start(bridge)
+        self.repl.start(bridge)
         for ctx in contexts[new_context_start:]:
             self.repl.add_context(ctx)
         if self.tools:
             self.repl.set_tools(self.tools)
         if history is not None:
             self.repl.set_history(history)
-        self.repl.reset_submission()
+        if reused:  # a persistent session's REPL still holds the last turn's submission
+            self.repl.reset_submission()
 
     def _finish(self, result: TrajectoryResult, started: float) -> None:
         result.steps = self.steps
