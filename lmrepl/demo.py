@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     errors = max(3, args.lines // 60)
     log = make_log(args.lines, errors)
-    question = "How many lines of the log have the level ERROR? Answer with a number."
+    question = "How many lines of the log contain the word ERROR? Answer with a number."
     console.print(
         f"[bold]lmrepl demo[/]: {args.candidates} candidates in parallel on the "
         f"{'embedded local model' if args.backend == 'local' else args.backend} over a "
