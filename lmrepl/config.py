@@ -8,6 +8,7 @@ from typing import Any
 
 from lmrepl.clients import known_backends, validate_backend
 from lmrepl.repl import canonical_environment, validate_environment
+from lmrepl.repl.runtime import BASE_NAMES
 
 
 def _is_int(v: object) -> bool:
@@ -85,18 +86,7 @@ def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str
         raise TypeError(f"{name} must be a dict of name -> tool, got {type(tools).__name__}")
     values: dict[str, Any] = {}
     descriptions: dict[str, str] = {}
-    reserved = {
-        "context",
-        "llm_query",
-        "llm_query_batched",
-        "rlm_query",
-        "rlm_query_batched",
-        "answer",
-        "FINAL",
-        "FINAL_VAR",
-        "SHOW_VARS",
-        "history",
-    }
+    reserved = set(BASE_NAMES)
     for key, entry in tools.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"{name}: tool name {key!r} is not a Python identifier")

@@ -27,22 +27,12 @@ from lmrepl.repl.kernel_context import ship_context, tool_values
 from lmrepl.repl.kernel_env import KERNEL_ENVIRONMENT_KWARGS, KernelConfig
 from lmrepl.repl.kernel_pool import KernelHandle, KernelPool, default_pool, start_kernel
 from lmrepl.repl.kernel_session import Drive, KernelGone, KernelSession
+from lmrepl.repl.runtime import BASE_NAMES
 
 __all__ = ["KERNEL_ENVIRONMENT_KWARGS", "KernelNamespaceREPL", "KernelPool", "KernelREPL"]
 
 _OPEN: weakref.WeakSet[KernelREPL] = weakref.WeakSet()
-_RUNTIME_NAMES = (
-    "context",
-    "llm_query",
-    "llm_query_batched",
-    "rlm_query",
-    "rlm_query_batched",
-    "answer",
-    "FINAL",
-    "FINAL_VAR",
-    "SHOW_VARS",
-    "history",
-)
+_RUNTIME_NAMES = BASE_NAMES
 
 
 def _min_deadline(*timeouts: float | None) -> float | None:
