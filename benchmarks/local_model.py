@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,11 @@ def make_task(rng: random.Random, size: int) -> tuple[str, str]:
     code = str(rng.randint(1000, 9999))
     lines[rng.randrange(len(lines))] = f"The secret code is {code}."
     return "\n".join(lines), code
+
+
+def is_right(answer: str | None, code: str) -> bool:
+    """The answer names the code and little else (submitting the context is not right)."""
+    return answer is not None and len(answer) <= 64 and code in re.findall(r"\d+", answer)
 
 
 def run_one(kind: str, k: int, env: str, context: str) -> tuple[str | None, float, int, float]:
@@ -112,11 +118,12 @@ def main(argv: list[str] | None = None) -> None:
         for context, code in tasks:
             answer, w, t, m = run_one(kind, args.k, args.environment, context)
             submitted += answer is not None
-            right += answer is not None and code in answer
+            right += is_right(answer, code)
             tokens += t
             wall += w
             model += m
-            print(f"{kind} {len(context):>6} chars: {answer!r} (want {code}) {w:.1f} s", flush=True)
+            shown = answer if answer is None or len(answer) <= 60 else answer[:57] + "..."
+            print(f"{kind} {len(context):>6} chars: {shown!r} (want {code}) {w:.1f} s", flush=True)
         n = len(tasks)
         label = "RLM" if kind == "rlm" else f"SRLM K={args.k}"
         rows.append(
