@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import sys
 import threading
 import time
 from typing import Any
@@ -160,6 +161,19 @@ def bench_context(pool: KernelPool, mb: int, local_files: bool, runs: int) -> No
     row(f"{mb} MB str peak host+kernel RSS ({path}, max)", f"{max(ratios):.2f}x", "")
 
 
+def bench_fan_out() -> None:
+    """32 sub-calls at 200 ms through the kernel's host channel (engine.py has the rest)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _server import ServerProcess
+    from engine import fan_out
+
+    with ServerProcess(latency=0.2) as server:
+        fan_out(server, "kernel", 16)  # warm-up
+        for c in (4, 8, 16):
+            eff = fan_out(server, "kernel", c)
+            row(f"llm_query_batched 32 x 200 ms, concurrency {c}", f"{eff * 100:.0f} %", ">= 95 %")
+
+
 def main() -> None:
     """Run every row."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -175,6 +189,7 @@ def main() -> None:
         for mb in (1, 10, 100):
             bench_context(pool, mb, local_files=True, runs=runs)
         bench_context(pool, 100, local_files=False, runs=runs)
+        bench_fan_out()
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nload average during the run: {load} (2 cores shared with other work)")
     finally:
