@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from lmrepl import RLM, SRLM
+from lmrepl.scripted_api import ReplyItem
 from lmrepl.testing import ScriptedRequest, ScriptedServer
 
 
@@ -56,3 +59,19 @@ def last_user(req: ScriptedRequest) -> str:
         if m.get("role") == "user":
             return str(m.get("content"))
     return ""
+
+
+def by_request_order(
+    reply_for: Callable[[int], ReplyItem],
+) -> Callable[[ScriptedRequest], ReplyItem]:
+    """A responder that answers the n-th request (1-based, thread-safe) with ``reply_for(n)``."""
+    lock = threading.Lock()
+    count = [0]
+
+    def responder(req: ScriptedRequest) -> ReplyItem:
+        with lock:
+            count[0] += 1
+            n = count[0]
+        return reply_for(n)
+
+    return responder

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from engine_helpers import make_srlm, repl, turns
+from engine_helpers import by_request_order, make_srlm, repl, turns
 
 from lmrepl import AllCandidatesFailed
 from lmrepl.events import CandidateFinished, Event, SearchFinished, SearchStarted
@@ -102,16 +102,11 @@ def test_without_confidence_the_shortest_trace_wins(scripted_server: ScriptedSer
 
 def test_a_failing_candidate_is_recorded_and_dropped(scripted_server: ScriptedServer) -> None:
     # Candidates run one at a time: the first one's requests (with its retry) all fail.
-    calls = [0]
-    lock = threading.Lock()
-
-    def by_order(req: ScriptedRequest) -> str | ScriptedReply:
-        with lock:
-            calls[0] += 1
-            n = calls[0]
-        return ScriptedReply(status=500) if n <= 2 else repl("FINAL('ok')")
-
-    scripted_server.script(responder=by_order)
+    scripted_server.script(
+        responder=by_request_order(
+            lambda n: ScriptedReply(status=500) if n <= 2 else repl("FINAL('ok')")
+        )
+    )
     srlm = make_srlm(scripted_server, n_candidates=3, candidate_parallel=1)
     meta = srlm.completion("c", "q").metadata
     statuses = [c["status"] for c in meta["candidates"]]
@@ -160,18 +155,12 @@ def test_candidates_run_in_parallel(scripted_server: ScriptedServer) -> None:
 
 def test_early_stop_cancels_the_rest(scripted_server: ScriptedServer) -> None:
     # Three quick agreeing candidates; a fourth that keeps working slowly.
-    calls = [0]
-    lock = threading.Lock()
-
-    def by_order(req: ScriptedRequest) -> str | ScriptedReply:
-        with lock:
-            calls[0] += 1
-            n = calls[0]
+    def by_order(n: int) -> ScriptedReply:
         if n <= 3:
             return ScriptedReply(text=repl("FINAL('agreed')"), delay=0.05 * n)
         return ScriptedReply(text=repl("x = 1"), delay=0.3)
 
-    scripted_server.script(responder=by_order)
+    scripted_server.script(responder=by_request_order(by_order))
     srlm = make_srlm(
         scripted_server, n_candidates=4, candidate_parallel=4, early_stop=True, max_iterations=20
     )
