@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/kernel.py
 	$(BIN)/python benchmarks/srlm.py
+	$(BIN)/python benchmarks/stopping.py
+	$(BIN)/python benchmarks/scripted_server.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -112,7 +112,9 @@ def fan_out(
     # Only the root's cell: children's cells finish inside it.
     rlm.subscribe(
         lambda e: (
-            cell_time.append(e.duration) if isinstance(e, CellFinished) and e.depth == 0 else None
+            cell_time.append(e.cell.duration)
+            if isinstance(e, CellFinished) and e.depth == 0
+            else None
         )
     )
     rlm.completion("c", "q")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from lmrepl.calls import CallModel
 from lmrepl.clients.base import Message, estimate_tokens
-
-if TYPE_CHECKING:
-    from lmrepl.runner import Trajectory
 
 SUMMARY_REQUEST = (
     "Summarise the work so far for yourself: what you learned about the context, the "
@@ -21,12 +17,12 @@ def needs_compaction(messages: list[Message], window_tokens: int, threshold_pct:
     return used > window_tokens * threshold_pct
 
 
-def compact_messages(trajectory: Trajectory, messages: list[Message]) -> list[Message]:
+def compact_messages(call_model: CallModel, messages: list[Message]) -> list[Message]:
     """Replace every turn after the first user message with a model-written summary."""
     if len(messages) <= 4:
         return messages
     request = [*messages, {"role": "user", "content": SUMMARY_REQUEST}]
-    summary = trajectory.model_call(request, purpose="compaction").text
+    summary = call_model(request, purpose="compaction").text
     return [
         messages[0],
         messages[1],

@@ -1,77 +1,88 @@
-"""Validation of ``RLM``/``SRLM`` arguments, so bad values fail at construction."""
+"""The ``RLM``/``SRLM`` arguments: one rule each, checked at construction.
+
+Backend and environment settings have their rules next to their code
+(``lmrepl.clients``, ``lmrepl.repl``); this module applies them to the arguments too.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from lmrepl import checks
+from lmrepl.checks import Rule
 from lmrepl.clients import known_backends, validate_backend
+from lmrepl.errors import ConfigurationError
 from lmrepl.repl import canonical_environment, validate_environment
 from lmrepl.repl.runtime import BASE_NAMES
 
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def require_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
-    """``value`` must be an int ≥ ``minimum`` (or None when optional)."""
-    if value is None and optional:
-        return
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        extra = " or None" if optional else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-
-
-def require_positive(name: str, value: object, *, optional: bool = True) -> None:
-    """``value`` must be a number > 0 (or None when optional)."""
-    if value is None and optional:
-        return
-    if not _is_num(value) or value <= 0:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-
-
-def require_callable(name: str, value: object) -> None:
-    """``value`` must be callable or None."""
-    if value is not None and not callable(value):
-        raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
-
-
-def require_text(name: str, value: object) -> None:
-    """``value`` must be a string or None."""
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
+#: The rule of every plain ``RLM`` and ``SRLM`` argument (the structured ones — backend,
+#: environment, tools, other backends — have functions below).
+ARGUMENTS: dict[str, Rule] = {
+    "depth": checks.integer(0),
+    "max_depth": checks.integer(0),
+    "max_iterations": checks.integer(1),
+    "max_budget": checks.number(0, exclusive=True, optional=True),
+    "max_timeout": checks.seconds(optional=True),
+    "max_tokens": checks.integer(1, optional=True),
+    "max_errors": checks.integer(1, optional=True),
+    "custom_system_prompt": checks.text(optional=True),
+    "child_system_prompt": checks.text(optional=True),
+    "child_max_iterations": checks.integer(1, optional=True),
+    "max_concurrent_subcalls": checks.integer(1),
+    "compaction_threshold_pct": checks.number(0, exclusive=True, maximum=1),
+    "verbose": checks.boolean(),
+    "persistent": checks.boolean(),
+    "compaction": checks.boolean(),
+    "logger": checks.function(),
+    "on_subcall_start": checks.function(),
+    "on_subcall_complete": checks.function(),
+    "on_iteration_start": checks.function(),
+    "on_iteration_complete": checks.function(),
+    # SRLM
+    "direct_threshold": checks.integer(0),
+    "n_candidates": checks.integer(1),
+    "candidate_parallel": checks.integer(1),
+    "candidate_temperature": checks.number(0, optional=True),
+    "confidence_elicitation": checks.boolean(),
+    "early_stop": checks.boolean(),
+}
+#: ``backend_kwargs['context_window']``: the model's window in tokens (ours, not the client's).
+CONTEXT_WINDOW = checks.integer(256)
 
 
-def default_backend() -> str:
-    """The backend used when none is named: OpenAI when a key exists, else the embedded model."""
-    return "openai" if os.environ.get("OPENAI_API_KEY") else "local"
+def check_arguments(values: Mapping[str, Any], label: str | None = None) -> None:
+    """Check each named argument against its rule (``label`` prefixes the message)."""
+    for name, value in values.items():
+        checks.check(f"{label}{name}" if label else name, value, ARGUMENTS[name])
+
+
+def default_backend() -> tuple[str, str]:
+    """The backend used when none is named, and why: OpenAI when a key exists, else local."""
+    if os.environ.get("OPENAI_API_KEY"):
+        return "openai", "chosen because OPENAI_API_KEY is set"
+    return "local", "the embedded model, because OPENAI_API_KEY is not set"
 
 
 def check_backend(backend: object, backend_kwargs: object) -> None:
     """Backend name and kwargs (no network)."""
     if not isinstance(backend, str) or backend not in known_backends():
-        raise ValueError(
-            f"unknown backend {backend!r}; choose one of {', '.join(known_backends())}"
+        hint = checks.closest(backend, known_backends()) if isinstance(backend, str) else None
+        suggestion = f" (did you mean {hint!r}?)" if hint else ""
+        raise ConfigurationError(
+            f"backend must be one of {', '.join(map(repr, known_backends()))}, "
+            f"got {backend!r}{suggestion}"
         )
-    if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
-        raise TypeError(f"backend_kwargs must be a dict, got {type(backend_kwargs).__name__}")
-    validate_backend(backend, dict(backend_kwargs or {}))
+    checks.check("backend_kwargs", backend_kwargs, checks.mapping())
+    validate_backend(backend, dict(backend_kwargs or {}))  # type: ignore[call-overload]
 
 
 def check_environment(environment: object, environment_kwargs: object) -> str:
     """Environment name and kwargs; returns the canonical name."""
-    if environment_kwargs is not None and not isinstance(environment_kwargs, Mapping):
-        raise TypeError(
-            f"environment_kwargs must be a dict, got {type(environment_kwargs).__name__}"
-        )
-    env = canonical_environment(environment)  # type: ignore[arg-type]
-    validate_environment(env, dict(environment_kwargs or {}))
+    checks.check("environment_kwargs", environment_kwargs, checks.mapping())
+    env = canonical_environment(environment)
+    validate_environment(env, dict(environment_kwargs or {}))  # type: ignore[call-overload]
     return env
 
 
@@ -82,24 +93,25 @@ def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str
     """
     if tools is None:
         return {}, {}
-    if not isinstance(tools, Mapping):
-        raise TypeError(f"{name} must be a dict of name -> tool, got {type(tools).__name__}")
+    checks.check(name, tools, checks.mapping())
+    assert isinstance(tools, Mapping)
     values: dict[str, Any] = {}
     descriptions: dict[str, str] = {}
     reserved = set(BASE_NAMES)
     for key, entry in tools.items():
         if not isinstance(key, str) or not key.isidentifier():
-            raise ValueError(f"{name}: tool name {key!r} is not a Python identifier")
+            raise ConfigurationError(f"{name}: tool names must be Python identifiers, got {key!r}")
         if key in reserved or key.startswith("context_"):
-            raise ValueError(f"{name}: {key!r} is a reserved REPL name")
+            raise ConfigurationError(
+                f"{name}: tool names must not be reserved REPL names, got {key!r}"
+            )
+        desc: Any = None
         if isinstance(entry, Mapping) and "tool" in entry:
             values[key] = entry["tool"]
             desc = entry.get("description")
-            if desc is not None and not isinstance(desc, str):
-                raise TypeError(f"{name}[{key!r}]['description'] must be a string")
+            checks.check(f"{name}[{key!r}]['description']", desc, checks.text(optional=True))
         else:
             values[key] = entry
-            desc = None
         if desc is None:
             obj = values[key]
             doc = (
@@ -114,20 +126,22 @@ def check_other_backends(backends: object, kwargs: object) -> list[tuple[str, di
     """``other_backends`` with ``other_backend_kwargs`` (same length)."""
     if backends is None:
         if kwargs:
-            raise ValueError("other_backend_kwargs given without other_backends")
+            raise ConfigurationError(
+                f"other_backend_kwargs must be None when other_backends is None, got {kwargs!r}"
+            )
         return []
-    if isinstance(backends, str) or not isinstance(backends, (list, tuple)):
-        raise TypeError("other_backends must be a list of backend names")
+    if isinstance(backends, str) or not isinstance(backends, list | tuple):
+        raise ConfigurationError(
+            f"other_backends must be a list of backend names, got {backends!r}"
+        )
     kw_list = list(kwargs) if kwargs is not None else [{} for _ in backends]  # type: ignore[call-overload]
     if len(kw_list) != len(backends):
-        raise ValueError(
-            f"other_backend_kwargs has {len(kw_list)} entries for {len(backends)} other_backends"
+        raise ConfigurationError(
+            f"other_backend_kwargs must have one dict per other backend ({len(backends)}), "
+            f"got {len(kw_list)}"
         )
     out = []
     for b, kw in zip(backends, kw_list, strict=True):
         check_backend(b, kw)
         out.append((b, dict(kw or {})))
     return out
-
-
-Callback = Callable[..., None]

@@ -23,9 +23,9 @@ from rich.console import Console
 
 from lmrepl.errors import AllCandidatesFailed, LMReplError
 from lmrepl.logger import RLMLogger
-from lmrepl.progress import TerminalProgress, render_search_summary
+from lmrepl.progress import TerminalProgress
+from lmrepl.records import SearchRecord
 from lmrepl.srlm import SRLM
-from lmrepl.trajectory import save_trajectory, trajectory_document
 
 SERVICES = ("api", "auth", "billing", "search", "worker")
 MESSAGES = (
@@ -52,11 +52,6 @@ def make_log(lines: int, errors: int, seed: int = 7) -> str:
             level = rng.choice(("INFO", "INFO", "INFO", "DEBUG", "WARN"))
             out.append(f"{ts} {level} service={service} {rng.choice(MESSAGES)}")
     return "\n".join(out)
-
-
-def progress_showed_summary(metadata: dict[str, object]) -> bool:
-    """The live progress prints the summary when the search ends (a SearchFinished)."""
-    return bool(metadata.get("candidates"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     progress = TerminalProgress(console=console)
     srlm.subscribe(progress)
     started = time.perf_counter()
+    record: SearchRecord | None
     try:
         result = srlm.completion(log, question)
-        metadata = result.metadata
-        answer: str | None = result.response
+        record, answer = result.record, result.response
     except AllCandidatesFailed as exc:
-        metadata, answer, result = exc.metadata, None, None
+        record, answer = exc.record, None
     except LMReplError as exc:
         progress.close()
         console.print(f"[red]The demo could not run:[/] {exc}")
@@ -116,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         logger.close()
         srlm.close()
     elapsed = time.perf_counter() - started
-    if not progress_showed_summary(metadata):
-        console.print(render_search_summary(metadata))
     if answer is None:
         console.print(
             "\n[yellow]No candidate submitted an answer[/] — the small model often fails;"
@@ -127,15 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         correct = str(errors) in answer.replace(",", "")
         verdict = "[green]correct[/]" if correct else f"[yellow]wrong[/] (the log has {errors})"
         console.print(f"\nWinning answer: [bold]{answer}[/] — {verdict}")
-    if result is not None:
-        doc = trajectory_document(
-            result,
-            backend=args.backend,
-            environment=args.environment,
-            n_candidates=args.candidates,
-            candidate_parallel=args.candidates,
-        )
-        path = save_trajectory(doc, out_dir / f"demo-trajectory-{stamp}.json")
+    if record is not None:
+        path = record.save(out_dir / f"demo-trajectory-{stamp}.json")
         console.print(f"Trajectory: {path}")
     console.print(f"Event logs: {', '.join(str(p) for p in logger.paths)}")
     console.print(f"Wall time: {elapsed:.1f} s")

@@ -53,16 +53,6 @@ class Engine:
         self.bus = bus
         self.backend = backend
 
-    @property
-    def max_depth(self) -> int:
-        """Depth up to which ``rlm_query`` starts child RLMs (deeper: plain calls)."""
-        return self.settings.max_depth
-
-    @property
-    def max_concurrent_subcalls(self) -> int:
-        """Bound on concurrent sub-calls of one batch."""
-        return self.settings.max_concurrent_subcalls
-
     def all_clients(self) -> list[ModelClient]:
         """The root client and the other backends' clients."""
         return [self.root_client, *self.other_clients]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmrepl.records import SearchRecord
 from lmrepl.types import UsageSummary
 
 
@@ -23,8 +24,10 @@ class BackendError(LMReplError):
         self.status = status
 
 
-class ConfigurationError(LMReplError, ValueError):
-    """Bad configuration found before a run starts (missing key, unreachable server)."""
+class ConfigurationError(LMReplError, ValueError, TypeError):
+    """Bad configuration found before a run starts: a bad argument, a missing key, an
+    unreachable server. A ``ValueError`` and a ``TypeError`` too, so code that caught
+    either keeps working."""
 
 
 class ContextError(LMReplError, TypeError):
@@ -32,7 +35,11 @@ class ContextError(LMReplError, TypeError):
 
 
 class RunStopped(LMReplError):
-    """A run ended before an answer; carries the best partial answer and usage so far."""
+    """A run ended before an answer; carries the best partial answer and usage so far.
+
+    ``metadata`` is what the result's metadata would have been, and ``record`` the
+    run's ``SearchRecord`` (None when the run stopped before it had one).
+    """
 
     def __init__(
         self,
@@ -41,11 +48,13 @@ class RunStopped(LMReplError):
         partial_answer: str | None = None,
         usage: UsageSummary | None = None,
         metadata: dict[str, Any] | None = None,
+        record: SearchRecord | None = None,
     ) -> None:
         super().__init__(message)
         self.partial_answer = partial_answer
         self.usage = usage if usage is not None else UsageSummary()
         self.metadata = metadata if metadata is not None else {}
+        self.record = record
 
 
 class LimitExceeded(RunStopped):

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from lmrepl.records import CandidateRecord, CellRecord, SearchRecord, StepRecord, SubcallRecord
+
 
 class Event(BaseModel):
     """Fields common to every event."""
@@ -63,17 +65,10 @@ class IterationStarted(Event):
 
 
 class IterationFinished(Event):
-    """One turn ended; ``confidence`` is the step's last reported confidence, if any."""
+    """One turn ended: ``step`` is its record (reply, cells, confidence, answer)."""
 
     kind: Literal["iteration_finished"] = "iteration_finished"
-    iteration: int
-    reply: str
-    code_blocks: list[str] = Field(default_factory=list)
-    outputs: list[str] = Field(default_factory=list)
-    confidence: float | None = None
-    submitted: bool = False
-    answer: str | None = None
-    duration: float = 0.0
+    step: StepRecord
 
 
 class ModelCallStarted(Event):
@@ -110,16 +105,12 @@ class CellStarted(Event):
 
 
 class CellFinished(Event):
-    """A code block finished; ``status`` tells ok, error, timeout, restarted or died."""
+    """A code block finished; ``cell.status`` tells ok, error, timeout, restarted or died."""
 
     kind: Literal["cell_finished"] = "cell_finished"
     iteration: int
     index: int
-    code: str
-    output: str
-    status: str
-    duration: float = 0.0
-    notice: str | None = None
+    cell: CellRecord
 
 
 class SubcallStarted(Event):
@@ -134,17 +125,11 @@ class SubcallStarted(Event):
 
 
 class SubcallFinished(Event):
-    """A sub-call ended; ``error`` is set when its slot holds an error string."""
+    """A sub-call ended; ``subcall.error`` is set when its slot holds an error string."""
 
     kind: Literal["subcall_finished"] = "subcall_finished"
     subcall_id: str
-    function: Literal["llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"]
-    model: str
-    response_preview: str = ""
-    duration: float = 0.0
-    error: str | None = None
-    child_run_id: str | None = None
-    batch_index: int | None = None
+    subcall: SubcallRecord
 
 
 class CandidateQueued(Event):
@@ -154,14 +139,10 @@ class CandidateQueued(Event):
 
 
 class CandidateFinished(Event):
-    """An SRLM candidate ended, with its scoring inputs."""
+    """An SRLM candidate ended: its whole record, with the scoring inputs (VC, Len)."""
 
     kind: Literal["candidate_finished"] = "candidate_finished"
-    status: Literal["done", "failed", "cancelled"]
-    answer: str | None = None
-    error: str | None = None
-    vc: float | None = None
-    length: int = 0
+    record: CandidateRecord
 
 
 class SearchStarted(Event):
@@ -175,15 +156,10 @@ class SearchStarted(Event):
 
 
 class SearchFinished(Event):
-    """An SRLM search ended: clusters, scores and the winner (``metadata`` of §6)."""
+    """An SRLM search ended: ``record`` is the result's whole record (SPEC §6)."""
 
     kind: Literal["search_finished"] = "search_finished"
-    answer: str | None
-    winner: int | None
-    clusters: list[dict[str, Any]] = Field(default_factory=list)
-    candidates: list[dict[str, Any]] = Field(default_factory=list)
-    execution_time: float = 0.0
-    error: str | None = None
+    record: SearchRecord
 
 
 AnyEvent = Annotated[
@@ -227,7 +203,6 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
-        self._parent: EventBus | None = None
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Add ``fn``; returns a function that removes it again."""
@@ -241,12 +216,8 @@ class EventBus:
 
         return unsubscribe
 
-    def forward_to(self, parent: EventBus) -> None:
-        """Also deliver every event published here to ``parent``."""
-        self._parent = parent
-
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every subscriber (and the parent bus)."""
+        """Deliver ``event`` to every subscriber."""
         with self._lock:
             subs = list(self._subscribers)
         for fn in subs:
@@ -256,5 +227,3 @@ class EventBus:
                 import sys
 
                 print(f"lmrepl: event subscriber {fn!r} failed: {exc!r}", file=sys.stderr)
-        if self._parent is not None:
-            self._parent.publish(event)

@@ -1,8 +1,9 @@
 """Live terminal progress for RLM and SRLM runs: a consumer of the engine's events.
 
-``TerminalProgress`` keeps one row per trajectory — per SRLM candidate, or per root
-run — with its status, iteration, the code being run, the last cell's status,
-sub-call counts, tokens and elapsed time. On a terminal it redraws the table with
+``TerminalProgress`` folds events into a ``LiveState`` (the reducer the notebook panel
+uses too) and shows one row per candidate — per SRLM candidate, or per root run —
+with its status, iteration, the code being run, the last cell's status, sub-call
+counts, tokens and elapsed time. On a terminal it redraws the table with
 ``rich.live.Live``; elsewhere (a pipe, a log file, a test's ``StringIO``) it prints one
 plain line per notable event. When an SRLM search ends it shows the candidates,
 answer clusters, scores and winner (:func:`render_search_summary`).
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -25,13 +25,16 @@ from rich.table import Table
 from rich.text import Text
 
 from lmrepl import events as ev
+from lmrepl.live import LiveState
+from lmrepl.records import CandidateRecord, SearchRecord
 
-__all__ = ["TerminalProgress", "render_search_summary"]
+__all__ = ["TerminalProgress", "render_live", "render_search_summary"]
 
 _STATUS_STYLE = {
     "queued": "dim",
     "running": "cyan",
     "done": "green",
+    "no_answer": "yellow",
     "failed": "red",
     "cancelled": "yellow",
     "stopped": "yellow",
@@ -58,29 +61,116 @@ def _num(value: Any, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-@dataclass
-class _Row:
-    """What the display knows about one trajectory (a candidate or a root run)."""
+def _label(state: LiveState, index: int) -> str:
+    if state.record.kind == "srlm":
+        return f"cand {index}"
+    return "run" if len(state.record.candidates) <= 1 else f"run {index}"
 
-    label: str
-    status: str = "queued"
-    iteration: int = 0
-    code: str = ""
-    cell: str = ""
-    subcalls: int = 0
-    subcalls_running: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    confidence: float | None = None
-    started: float | None = None
-    finished: float | None = None
-    answer: str | None = None
-    error: str | None = None
 
-    def elapsed(self, now: float) -> float:
-        if self.started is None:
-            return 0.0
-        return (self.finished if self.finished is not None else now) - self.started
+def _elapsed(cand: CandidateRecord, now: float) -> float:
+    if cand.started_at is None:
+        return 0.0
+    return (cand.finished_at if cand.finished_at is not None else now) - cand.started_at
+
+
+def event_line(event: ev.Event, state: LiveState) -> str | None:
+    """The plain-mode line for ``event`` (already applied to ``state``), if it merits one."""
+    if isinstance(event, ev.SearchStarted):
+        return (
+            f"search: {event.mode}, {event.n_candidates} candidates, "
+            f"{event.candidate_parallel} at once"
+        )
+    if event.depth > 0 or isinstance(event, ev.SearchFinished):
+        return None  # children show as sub-calls; a search's end prints the summary
+    index = event.candidate
+    if index is None:
+        index = next((c.index for c in state.record.candidates if c.run_id == event.run_id), None)
+    if index is None or index >= len(state.record.candidates):
+        return None
+    cand = state.record.candidates[index]
+    label = _label(state, index)
+    if isinstance(event, ev.RunStarted):
+        return f"{label}: started ({event.model}, {event.environment})"
+    if isinstance(event, ev.IterationFinished):
+        step = event.step
+        conf = "" if step.confidence is None else f" · conf {step.confidence:g}"
+        cells = [c.code for c in step.cells]
+        code = _one_line(cells[0], 50) if cells else "(no code)"
+        return (
+            f"{label}: iter {step.iteration} · {len(cells)} cell(s) · "
+            f"{cand.subcall_count()} sub-calls · {_tokens(cand.output_tokens)} out tok{conf}"
+            f" · {code}"
+        )
+    if isinstance(event, ev.RunFinished) and event.candidate is None:
+        what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
+        return f"{label}: {event.status} after {event.execution_time:.1f}s · {what}"
+    if isinstance(event, ev.CandidateFinished):
+        rec = event.record
+        vc = "" if rec.vc is None else f" · VC {rec.vc:.2f}"
+        what = _one_line(rec.error, 60) if rec.error else _one_line(rec.answer, 60)
+        return f"{label}: {rec.status} · {rec.length} tok{vc} · {what}"
+    return None
+
+
+def progress_table(state: LiveState, now: float, code_lines: int = 2) -> Table:
+    """One row per candidate: status, iteration, code, last cell, sub-calls, tokens, time."""
+    table = Table(expand=False, show_edge=False, pad_edge=False)
+    for name in ("run", "status", "iter", "code", "cell", "sub-calls", "tokens", "time"):
+        table.add_column(name, no_wrap=name != "code", overflow="ellipsis")
+    table.add_column("answer", overflow="ellipsis", max_width=40)
+    for cand in state.record.candidates:
+        i = cand.index
+        running = state.running_code.get(i)
+        code = running if running is not None else (cand.steps[-1].code if cand.steps else "")
+        subs = str(cand.subcall_count())
+        if state.subcalls_running.get(i):
+            subs += f" ({state.subcalls_running[i]} running)"
+        answer = _one_line(cand.error, 40) if cand.error else _one_line(cand.answer, 40)
+        table.add_row(
+            _label(state, i),
+            Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
+            str(max(state.iteration.get(i, 0), len(cand.steps))),
+            Text("\n".join(code.strip().splitlines()[:code_lines])),  # not rich markup
+            Text(state.cell_status.get(i, "")),
+            subs,
+            f"{_tokens(cand.input_tokens)} in / {_tokens(cand.output_tokens)} out",
+            f"{_elapsed(cand, now):.1f}s",
+            Text(answer),
+        )
+    return table
+
+
+def header_line(state: LiveState, title: str | None = None, now: float | None = None) -> Text:
+    """``title status  elapsed · calls · tokens`` for the top of the view."""
+    rec = state.record
+    head = Text()
+    head.append(f"{title or 'lmrepl ' + rec.kind} ", style="bold")
+    head.append(rec.status, style=f"bold {_STATUS_STYLE.get(rec.status, '')}".strip())
+    head.append(
+        f"  {state.elapsed(now):.1f} s · {rec.model_calls} model calls · "
+        f"{rec.input_tokens:,} in / {rec.output_tokens:,} out tokens"
+    )
+    return head
+
+
+def render_live(
+    state: LiveState, now: float | None = None, code_lines: int = 2, title: str | None = None
+) -> RenderableType:
+    """The terminal view of ``state``: a header, the table, then the outcome once finished."""
+    t = time.time() if now is None else now
+    parts: list[RenderableType] = [
+        header_line(state, title, t),
+        progress_table(state, t, code_lines),
+    ]
+    rec = state.record
+    if state.finished:
+        if rec.kind == "srlm":
+            parts.append(render_search_summary(rec))
+        elif rec.answer is not None:
+            parts.append(Text(f"answer: {_one_line(rec.answer, 200)}", style="bold"))
+        if rec.error and rec.kind == "rlm":
+            parts.append(Text(_one_line(rec.error, 200), style="red"))
+    return Group(*parts)
 
 
 class TerminalProgress:
@@ -105,141 +195,17 @@ class TerminalProgress:
         self._refresh = refresh_per_second
         self._code_lines = max(1, code_lines)
         self._lock = threading.Lock()
-        self._rows: dict[str, _Row] = {}
-        self._row_of_run: dict[str, str] = {}
-        self._search: dict[str, Any] | None = None
-        self._search_mode: str | None = None
+        #: What the display shows, folded from the events (the panel's reducer too).
+        self.state = LiveState()
         self._live: Live | None = None
         self._live_lock = threading.Lock()
         self._redraw: threading.Thread | None = None
         self._stop_redraw = threading.Event()
         self._closed = False
 
-    # ----------------------------------------------------------------- state
-    def _row_key(self, event: ev.Event) -> str:
-        if event.candidate is not None:
-            return f"cand:{event.candidate}"
-        return self._row_of_run.get(event.run_id, f"run:{event.run_id}")
-
-    def _row(self, key: str, event: ev.Event) -> _Row:
-        row = self._rows.get(key)
-        if row is None:
-            label = f"cand {event.candidate}" if event.candidate is not None else "run"
-            row = self._rows[key] = _Row(label=label)
-        return row
-
-    def _apply(self, event: ev.Event) -> str | None:
-        """Update state with ``event``; returns a plain-mode line, if it merits one."""
-        if isinstance(event, ev.SearchStarted):
-            self._search_mode = event.mode
-            for i in range(event.n_candidates):
-                self._rows.setdefault(f"cand:{i}", _Row(label=f"cand {i}"))
-            return (
-                f"search: {event.mode}, {event.n_candidates} candidates, "
-                f"{event.candidate_parallel} at once"
-            )
-        if isinstance(event, ev.SearchFinished):
-            self._search = {
-                "mode": self._search_mode or "rlm",
-                "answer": event.answer,
-                "winner": event.winner,
-                "clusters": event.clusters,
-                "candidates": event.candidates,
-                "execution_time": event.execution_time,
-                "error": event.error,
-            }
-            return None  # the summary is printed whole, not as one line
-        if isinstance(event, ev.RunStarted) and event.parent_run_id is not None:
-            parent = self._row_of_run.get(event.parent_run_id)
-            if parent is not None:
-                self._row_of_run[event.run_id] = parent
-        key = self._row_key(event)
-        if event.depth > 0 and key not in self._rows:
-            return None  # a child whose parent we never saw: no row of its own
-        self._row_of_run.setdefault(event.run_id, key)
-        row = self._row(key, event)
-        root = event.depth == 0
-        if isinstance(event, ev.CandidateQueued):
-            row.status = "queued"
-        elif isinstance(event, ev.RunStarted) and root:
-            row.status, row.started = "running", event.time
-            return f"{row.label}: started ({event.model}, {event.environment})"
-        elif isinstance(event, ev.IterationStarted) and root:
-            row.iteration = event.iteration
-        elif isinstance(event, ev.CellStarted) and root:
-            row.code = "\n".join(event.code.strip().splitlines()[: self._code_lines])
-            row.cell = "running"
-        elif isinstance(event, ev.CellFinished) and root:
-            row.cell = event.status
-        elif isinstance(event, ev.SubcallStarted):
-            row.subcalls += 1
-            row.subcalls_running += 1
-        elif isinstance(event, ev.SubcallFinished):
-            row.subcalls_running = max(0, row.subcalls_running - 1)
-        elif isinstance(event, ev.ModelCallFinished):
-            row.input_tokens += event.input_tokens
-            row.output_tokens += event.output_tokens
-        elif isinstance(event, ev.IterationFinished) and root:
-            row.iteration = event.iteration
-            if event.confidence is not None:
-                row.confidence = event.confidence
-            conf = "" if event.confidence is None else f" · conf {event.confidence:g}"
-            code = _one_line(event.code_blocks[0], 50) if event.code_blocks else "(no code)"
-            return (
-                f"{row.label}: iter {event.iteration} · {len(event.code_blocks)} cell(s) · "
-                f"{row.subcalls} sub-calls · {_tokens(row.output_tokens)} out tok{conf} · {code}"
-            )
-        elif isinstance(event, ev.RunFinished) and root:
-            row.finished = row.finished or event.time
-            if event.candidate is None or row.status == "running":
-                row.status = event.status
-            row.answer, row.error = event.answer, event.error
-            row.iteration = max(row.iteration, event.iterations)
-            if event.candidate is not None:
-                return None  # CandidateFinished follows with the scoring inputs
-            what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
-            return f"{row.label}: {event.status} after {event.execution_time:.1f}s · {what}"
-        elif isinstance(event, ev.CandidateFinished):
-            row.status = event.status
-            row.finished = row.finished or event.time
-            row.answer = event.answer if event.answer is not None else row.answer
-            row.error = event.error or row.error
-            vc = "" if event.vc is None else f" · VC {event.vc:.2f}"
-            what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
-            return f"{row.label}: {event.status} · {event.length} tok{vc} · {what}"
-        return None
-
-    # ------------------------------------------------------------- rendering
-    def _table(self, now: float) -> Table:
-        table = Table(expand=False, show_edge=False, pad_edge=False)
-        for name in ("run", "status", "iter", "code", "cell", "sub-calls", "tokens", "time"):
-            table.add_column(name, no_wrap=name != "code", overflow="ellipsis")
-        table.add_column("answer", overflow="ellipsis", max_width=40)
-        for row in self._rows.values():
-            subs = str(row.subcalls)
-            if row.subcalls_running:
-                subs += f" ({row.subcalls_running} running)"
-            answer = _one_line(row.error, 40) if row.error else _one_line(row.answer, 40)
-            table.add_row(
-                row.label,
-                Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-                str(row.iteration),
-                Text(row.code),  # Text, not str: model code is not rich markup
-                Text(row.cell),
-                subs,
-                f"{_tokens(row.input_tokens)} in / {_tokens(row.output_tokens)} out",
-                f"{row.elapsed(now):.1f}s",
-                Text(answer),
-            )
-        return table
-
     def _render(self) -> RenderableType:
         with self._lock:
-            table = self._table(time.time())
-            search = self._search
-        if search is None:
-            return table
-        return Group(table, render_search_summary(search))
+            return render_live(self.state, code_lines=self._code_lines)
 
     def __rich__(self) -> RenderableType:
         """The current view, so a ``TerminalProgress`` can be printed with rich."""
@@ -251,8 +217,9 @@ class TerminalProgress:
         if self._closed:
             return
         with self._lock:
-            line = self._apply(event)
-            summary = self._search if isinstance(event, ev.SearchFinished) else None
+            self.state.apply(event)
+            line = event_line(event, self.state)
+            summary = self.state.record if isinstance(event, ev.SearchFinished) else None
             if not self._use_live:
                 # Printing under the lock keeps lines from different threads whole
                 # and in the order their events were applied.
@@ -307,55 +274,50 @@ class TerminalProgress:
         self.close()
 
 
-def render_search_summary(metadata: dict[str, Any]) -> RenderableType:
-    """Candidates, clusters, scores and the winner of an SRLM result's ``metadata``."""
-    mode = metadata.get("mode", "rlm")
-    winner = metadata.get("winner")
-    answer = metadata.get("answer")
+def render_search_summary(record: SearchRecord) -> RenderableType:
+    """Candidates, clusters, scores and the winner of an SRLM search's record."""
+    winner = record.winner
+    if record.mode == "direct":
+        return Group(Text(f"direct answer (no REPL): {_one_line(record.answer, 100)}"))
     parts: list[RenderableType] = []
-    if mode == "direct":
-        parts.append(Text(f"direct answer (no REPL): {_one_line(answer, 100)}"))
-        return Group(*parts)
-
     cands = Table(title="candidates", title_justify="left", show_edge=False)
     for name in ("#", "status", "answer", "cluster", "VC", "Len", "VC·Len", ""):
         cands.add_column(name, overflow="fold" if name == "answer" else "ellipsis")
-    for cand in metadata.get("candidates") or []:
-        index = cand.get("index")
-        is_winner = index is not None and index == winner
-        text = cand.get("error") if cand.get("status") != "done" else cand.get("answer")
+    for cand in record.candidates:
+        is_winner = cand.index == winner
+        text = cand.answer if cand.status == "done" else cand.error
         cands.add_row(
-            str(index),
-            Text(str(cand.get("status", "")), style=_STATUS_STYLE.get(cand.get("status", ""), "")),
+            str(cand.index),
+            Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
             Text(_one_line(text, 50)),
-            _num(cand.get("cluster"), "d"),
-            _num(cand.get("vc"), ".3f"),
-            _num(cand.get("length"), "d"),
-            _num(cand.get("score"), ".1f"),
+            _num(cand.cluster, "d"),
+            _num(cand.vc, ".3f"),
+            _num(cand.length, "d"),
+            _num(cand.score, ".1f"),
             "winner" if is_winner else "",
             style="bold green" if is_winner else None,
         )
     parts.append(cands)
-
     clusters = Table(title="answer clusters", title_justify="left", show_edge=False)
     for name in ("cluster", "answer", "votes", "members"):
         clusters.add_column(name, overflow="fold" if name == "answer" else "ellipsis")
-    for pos, cluster in enumerate(metadata.get("clusters") or []):
-        members = list(cluster.get("members") or [])
+    for pos, cluster in enumerate(record.clusters):
         clusters.add_row(
             str(pos),
-            Text(_one_line(cluster.get("answer"), 50)),
-            str(cluster.get("votes", len(members))),
-            ", ".join(str(m) for m in members),
-            style="bold green" if winner is not None and winner in members else None,
+            Text(_one_line(cluster.answer, 50)),
+            str(cluster.votes),
+            ", ".join(str(m) for m in cluster.members),
+            style="bold green" if winner is not None and winner in cluster.members else None,
         )
     parts.append(clusters)
-
     if winner is None:
-        error = metadata.get("error")
+        error = record.error
         parts.append(Text(f"no winner{': ' + _one_line(error, 80) if error else ''}", "red"))
     else:
         parts.append(
-            Text(f"winner: candidate {winner} — {_one_line(answer, 80)}", style="bold green")
+            Text(
+                f"winner: candidate {winner} — {_one_line(record.answer, 80)}",
+                style="bold green",
+            )
         )
     return Group(*parts)

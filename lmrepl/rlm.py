@@ -5,29 +5,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from lmrepl import config
+from lmrepl import checks, config
+from lmrepl.callbacks import Callbacks
 from lmrepl.clients import make_client
 from lmrepl.clients.base import ModelClient
 from lmrepl.engine import Engine, EngineSettings
-from lmrepl.errors import RunStopped
-from lmrepl.events import (
-    Event,
-    EventBus,
-    IterationFinished,
-    IterationStarted,
-    SubcallFinished,
-    SubcallStarted,
-)
+from lmrepl.errors import ConfigurationError, RunStopped
+from lmrepl.events import Event, EventBus
 from lmrepl.limits import LimitGuard
 from lmrepl.prompts import describe_context
+from lmrepl.records import CandidateRecord, Cluster, RunRecord, SearchRecord
 from lmrepl.repl.base import REPL
 from lmrepl.runner import Trajectory
 from lmrepl.types import RLMChatCompletion
 from lmrepl.usage import UsageTracker
 
 DEFAULT_QUESTION = "Answer the request or question contained in the context."
+#: Fields of a candidate that are the search's view of it, not part of a trajectory.
+CANDIDATE_ONLY_FIELDS = set(CandidateRecord.model_fields) - set(RunRecord.model_fields)
+
+
+def question_text(root_prompt: str | None) -> str:
+    """The question of a ``completion()`` call (lm-repl's default when none is given)."""
+    question = root_prompt if root_prompt is not None else DEFAULT_QUESTION
+    checks.check("the question (root_prompt)", question, _QUESTION)
+    return question
+
+
+_QUESTION = checks.Rule("a non-empty string", lambda q: isinstance(q, str) and bool(q.strip()))
 
 
 class RLM:
@@ -68,47 +75,38 @@ class RLM:
         child_max_iterations: int | None = None,
         child_system_prompt: str | None = None,
     ) -> None:
-        self.backend = backend if backend is not None else config.default_backend()
-        self.backend_kwargs = dict(backend_kwargs or {})
-        # The model's window size drives compaction; it is ours, not the client's.
-        self.context_window = self.backend_kwargs.pop("context_window", 32_768)
-        config.require_int("backend_kwargs['context_window']", self.context_window, 256)
-        config.check_backend(self.backend, self.backend_kwargs)
-        self.environment = config.check_environment(environment, environment_kwargs)
-        self.environment_kwargs = dict(environment_kwargs or {})
-        config.require_int("depth", depth, 0)
-        config.require_int("max_depth", max_depth, 0)
-        if depth > max_depth:
-            raise ValueError(f"depth ({depth}) must not exceed max_depth ({max_depth})")
-        config.require_int("max_iterations", max_iterations, 1)
-        config.require_positive("max_budget", max_budget)
-        config.require_positive("max_timeout", max_timeout)
-        config.require_int("max_tokens", max_tokens, 1, optional=True)
-        config.require_int("max_errors", max_errors, 1, optional=True)
-        config.require_text("custom_system_prompt", custom_system_prompt)
-        config.require_text("child_system_prompt", child_system_prompt)
-        config.require_int("child_max_iterations", child_max_iterations, 1, optional=True)
-        config.require_int("max_concurrent_subcalls", max_concurrent_subcalls, 1)
-        if not isinstance(compaction_threshold_pct, (int, float)) or not (
-            0 < compaction_threshold_pct <= 1
-        ):
-            raise ValueError("compaction_threshold_pct must be in (0, 1]")
-        for flag, value in (
-            ("verbose", verbose),
-            ("persistent", persistent),
-            ("compaction", compaction),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be True or False, got {value!r}")
-        config.require_callable("logger", logger)
         callbacks: dict[str, Callable[..., None] | None] = {
             "on_subcall_start": on_subcall_start,
             "on_subcall_complete": on_subcall_complete,
             "on_iteration_start": on_iteration_start,
             "on_iteration_complete": on_iteration_complete,
         }
-        for name, cb in callbacks.items():
-            config.require_callable(name, cb)
+        config.check_arguments(
+            {
+                "depth": depth,
+                "max_depth": max_depth,
+                "max_iterations": max_iterations,
+                "max_budget": max_budget,
+                "max_timeout": max_timeout,
+                "max_tokens": max_tokens,
+                "max_errors": max_errors,
+                "custom_system_prompt": custom_system_prompt,
+                "child_system_prompt": child_system_prompt,
+                "child_max_iterations": child_max_iterations,
+                "max_concurrent_subcalls": max_concurrent_subcalls,
+                "compaction_threshold_pct": compaction_threshold_pct,
+                "verbose": verbose,
+                "persistent": persistent,
+                "compaction": compaction,
+                "logger": logger,
+                **callbacks,
+            }
+        )
+        if depth > max_depth:
+            raise ConfigurationError(f"depth must be <= max_depth ({max_depth}), got {depth}")
+        self._set_backend(backend, backend_kwargs)
+        self.environment = config.check_environment(environment, environment_kwargs)
+        self.environment_kwargs = dict(environment_kwargs or {})
         self.other_backends = config.check_other_backends(other_backends, other_backend_kwargs)
         self.tools, self.tool_descriptions = config.split_tools("custom_tools", custom_tools)
         if custom_sub_tools is None:
@@ -133,7 +131,7 @@ class RLM:
         self.logger = logger
         self.verbose = verbose
         self.persistent = persistent
-        self._callbacks = callbacks
+        self._callbacks = Callbacks(**callbacks)
         self.bus = EventBus()
         self._guard: LimitGuard | None = None
         self._guard_lock = threading.Lock()
@@ -144,6 +142,23 @@ class RLM:
         self._client_cache: tuple[ModelClient, list[ModelClient]] | None = None
         #: The partial result of the last run that was interrupted or stopped.
         self.last_partial: RLMChatCompletion | None = None
+
+    def _set_backend(self, backend: str | None, backend_kwargs: dict[str, Any] | None) -> None:
+        why = None
+        if backend is None:
+            backend, why = config.default_backend()
+        self.backend = backend
+        checks.check("backend_kwargs", backend_kwargs, checks.mapping())
+        self.backend_kwargs = dict(backend_kwargs or {})
+        # The model's window size drives compaction; it is ours, not the client's.
+        self.context_window = self.backend_kwargs.pop("context_window", 32_768)
+        checks.check("backend_kwargs['context_window']", self.context_window, config.CONTEXT_WINDOW)
+        try:
+            config.check_backend(self.backend, self.backend_kwargs)
+        except ConfigurationError as exc:
+            if why is None:
+                raise
+            raise ConfigurationError(f"{exc} (backend {backend!r} was {why})") from None
 
     # -- public API ---------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
@@ -179,18 +194,20 @@ class RLM:
         The lm-repl call shape is kept: ``prompt`` is the context (str, bytes, list,
         dict or any picklable object) and ``root_prompt`` the question.
         """
-        question = root_prompt if root_prompt is not None else DEFAULT_QUESTION
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("the question (root_prompt) must be a non-empty string")
+        question = question_text(root_prompt)
         started = time.perf_counter()
         engine = self._make_engine(temperature=None, confidence_instruction=None)
         usage = UsageTracker()
         guard = self._new_guard(usage)
         unsubscribe = self._attach_consumers()
         contexts = [*self._contexts, prompt] if self.persistent else [prompt]
-        trajectory = Trajectory(engine, guard=guard, usage=usage, depth=self.depth, repl=self._repl)
+        record = self._new_record("rlm", question, contexts)
+        run = record.candidate(0)
+        trajectory = Trajectory(
+            engine, guard=guard, usage=usage, depth=self.depth, repl=self._repl, record=run
+        )
         try:
-            result = trajectory.run(
+            trajectory.run(
                 contexts,
                 question,
                 history=self._history if self.persistent else None,
@@ -198,20 +215,12 @@ class RLM:
                 new_context_start=len(self._contexts) if self.persistent else 0,
             )
         except RunStopped as exc:
-            self.last_partial = self._completion(
-                question, exc.partial_answer or "", usage, started, exc.metadata, contexts
-            )
+            self.last_partial = self._rlm_result(record, usage, started, exc.partial_answer)
+            exc.metadata, exc.record = self.last_partial.metadata, record
             raise
         except KeyboardInterrupt:
             guard.cancel()
-            self.last_partial = self._completion(
-                question,
-                trajectory._partial() or "",
-                usage,
-                started,
-                {"status": "cancelled", "steps": trajectory.steps},
-                contexts,
-            )
+            self.last_partial = self._rlm_result(record, usage, started, trajectory.partial())
             raise
         finally:
             unsubscribe()
@@ -221,36 +230,77 @@ class RLM:
                 self._repl = trajectory.repl
         if self.persistent:
             self._contexts = contexts
-            self._history.append({"question": question, "answer": result.answer})
-        return self._completion(
-            question, result.answer or "", usage, started, result.metadata(), contexts
+            self._history.append({"question": question, "answer": run.answer})
+        return self._rlm_result(record, usage, started, run.answer)
+
+    # -- the result (shared with SRLM) --------------------------------------------------
+    def _new_record(
+        self,
+        kind: Literal["rlm", "srlm"],
+        question: str,
+        contexts: list[Any],
+        n_candidates: int = 1,
+        candidate_parallel: int = 1,
+    ) -> SearchRecord:
+        """The run's record with its header filled in; the run fills the rest."""
+        return SearchRecord(
+            kind=kind,
+            mode="rlm",
+            question=question,
+            context_info=describe_context(contexts),
+            status="running",
+            backend=self.backend,
+            model=self._root_model_name(),
+            environment=self.environment,
+            n_candidates=n_candidates,
+            candidate_parallel=candidate_parallel,
+            started_at=time.time(),
         )
 
-    # -- shared with SRLM ---------------------------------------------------------------
-    def _completion(
+    def _rlm_result(
+        self, record: SearchRecord, usage: UsageTracker, started: float, answer: str | None
+    ) -> RLMChatCompletion:
+        """A single trajectory's result: its record is candidate 0 and the only vote."""
+        run = record.candidates[0]
+        record.answer, record.error = run.answer, run.error
+        record.winner = 0 if run.answer else None
+        record.survivors = [0] if run.answer else []
+        record.clusters = [Cluster(answer=run.answer, members=[0], votes=1)] if run.answer else []
+        record.selection_reason = "only" if run.answer else "none"
+        if run.status in ("cancelled", "stopped"):
+            record.status = run.status
+        else:
+            record.status = "done" if run.answer else "failed"
+            if not run.answer:
+                record.error = run.error or "the trajectory ended without an answer"
+        metadata = {
+            "mode": "rlm",
+            "context_info": record.context_info,
+            **run.model_dump(exclude=CANDIDATE_ONLY_FIELDS),
+        }
+        return self._result(record, metadata, usage, started, answer or "")
+
+    def _result(
         self,
-        question: str,
-        answer: str,
+        record: SearchRecord,
+        metadata: dict[str, Any],
         usage: UsageTracker,
         started: float,
-        metadata: dict[str, Any],
-        contexts: list[Any],
+        response: str,
     ) -> RLMChatCompletion:
+        """Close the record (time, totals) and wrap it as the caller's result."""
         summary = usage.summary()
-        meta = {
-            "mode": "rlm",
-            "question": question,
-            "context_info": describe_context(contexts),
-            **metadata,
-            "usage": summary.to_dict(),
-        }
+        record.execution_time = time.perf_counter() - started
+        record.finished_at = time.time()
+        record.set_usage(summary.to_dict())
         return RLMChatCompletion(
             root_model=self._root_model_name(),
-            prompt=question,
-            response=answer,
+            prompt=record.question,
+            response=response,
             usage_summary=summary,
-            execution_time=time.perf_counter() - started,
-            metadata=meta,
+            execution_time=record.execution_time,
+            metadata=metadata,
+            record=record,
         )
 
     def _root_model_name(self) -> str:
@@ -320,22 +370,11 @@ class RLM:
             progress = TerminalProgress()
             detach.append(self.bus.subscribe(progress))
             detach.append(progress.close)
-        if any(self._callbacks.values()):
-            detach.append(self.bus.subscribe(self._dispatch_callbacks))
+        if self._callbacks:
+            detach.append(self.bus.subscribe(self._callbacks))
 
         def undo() -> None:
             for fn in detach:
                 fn()
 
         return undo
-
-    def _dispatch_callbacks(self, event: Event) -> None:
-        cb = self._callbacks
-        if isinstance(event, IterationStarted) and cb["on_iteration_start"]:
-            cb["on_iteration_start"](event.depth, event.iteration)
-        elif isinstance(event, IterationFinished) and cb["on_iteration_complete"]:
-            cb["on_iteration_complete"](event.depth, event.iteration, event.duration)
-        elif isinstance(event, SubcallStarted) and cb["on_subcall_start"]:
-            cb["on_subcall_start"](event.depth, event.model, event.prompt_preview)
-        elif isinstance(event, SubcallFinished) and cb["on_subcall_complete"]:
-            cb["on_subcall_complete"](event.depth, event.model, event.duration, event.error)

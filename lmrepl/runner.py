@@ -1,29 +1,26 @@
 """One trajectory: the loop of model reply → code in the REPL → output → reply.
 
 Used for the root run, for every child RLM (``rlm_query``) and for each SRLM
-candidate. Everything it does is published as events on the engine's bus.
+candidate. Everything it does is published as events on the engine's bus, and
+everything it produced is in its ``RunRecord``, filled as it goes.
+
+The parts it composes each get only what they need: ``StepRunner`` (a reply's cells),
+``SubcallBridge`` (host calls from model code), ``ModelCaller`` and ``Publisher``.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient
+from lmrepl.calls import ModelCaller, Publisher
+from lmrepl.clients.base import Message, ModelClient
 from lmrepl.compaction import compact_messages, needs_compaction
 from lmrepl.confidence import strip_confidence
 from lmrepl.engine import Engine
-from lmrepl.errors import BackendError, ErrorLimitExceeded, LimitExceeded, RunCancelled, RunStopped
-from lmrepl.events import (
-    Event,
-    IterationStarted,
-    ModelCallFinished,
-    ModelCallStarted,
-    RunFinished,
-    RunStarted,
-)
+from lmrepl.errors import ErrorLimitExceeded, LimitExceeded, RunCancelled
+from lmrepl.events import IterationFinished, IterationStarted, RunFinished, RunStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.parsing import strip_fences
 from lmrepl.prompts import (
@@ -35,42 +32,11 @@ from lmrepl.prompts import (
     first_user_message,
     step_feedback,
 )
+from lmrepl.records import RunRecord, RunStatus, StepRecord
 from lmrepl.repl.base import REPL
-from lmrepl.steps import StepActions
+from lmrepl.steps import StepRunner, step_record
 from lmrepl.subcalls import SubcallBridge
 from lmrepl.usage import UsageTracker
-
-
-@dataclass
-class TrajectoryResult:
-    """What one trajectory produced."""
-
-    run_id: str
-    status: str  # done | no_answer | failed | cancelled | stopped
-    answer: str | None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    subcalls: list[dict[str, Any]] = field(default_factory=list)
-    children: list[dict[str, Any]] = field(default_factory=list)
-    iterations: int = 0
-    execution_time: float = 0.0
-    error: str | None = None
-    draft: str | None = None
-    output_tokens: int = 0
-
-    def metadata(self) -> dict[str, Any]:
-        """The trajectory as plain data."""
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "answer": self.answer,
-            "steps": self.steps,
-            "subcalls": self.subcalls,
-            "children": self.children,
-            "iterations": self.iterations,
-            "execution_time": self.execution_time,
-            "error": self.error,
-            "length": self.output_tokens,
-        }
 
 
 def _model_names(engine: Engine) -> list[str]:
@@ -79,8 +45,8 @@ def _model_names(engine: Engine) -> list[str]:
     return [default.model_name] + [c.model_name for c in engine.all_clients() if c is not default]
 
 
-class Trajectory(StepActions):
-    """Runs one RLM trajectory against a REPL."""
+class Trajectory:
+    """Runs one RLM trajectory against a REPL and fills its ``record``."""
 
     def __init__(
         self,
@@ -94,27 +60,35 @@ class Trajectory(StepActions):
         repl: REPL | None = None,
         client: ModelClient | None = None,
         run_id: str | None = None,
+        record: RunRecord | None = None,
     ) -> None:
         self.engine = engine
         self.guard = guard
         self.usage = usage
         self.depth = depth
         self.candidate = candidate
-        self.parent_run_id = parent_run_id
         self.repl = repl
         self.client = client or engine.root_client
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.steps: list[dict[str, Any]] = []
-        self.subcalls: list[dict[str, Any]] = []
-        #: Trajectories of the child RLMs this one started (their own steps and sub-calls).
-        self.children: list[dict[str, Any]] = []
+        #: Everything this trajectory produced (an SRLM passes its candidate's record).
+        self.record = record if record is not None else RunRecord()
+        self.record.run_id, self.record.depth = self.run_id, depth
+        self.record.parent_run_id = parent_run_id
         s = engine.settings
+        self.publish = Publisher(engine.bus, self.run_id, depth, candidate)
+        self.call_model = ModelCaller(
+            self.client,
+            guard=guard,
+            usage=usage,
+            publish=self.publish,
+            temperature=s.temperature,
+            max_reply_tokens=s.max_reply_tokens,
+        )
         self.is_child = depth > 0 and parent_run_id is not None
         self.tools = s.sub_tools if self.is_child else s.tools
         descriptions = s.sub_tool_descriptions if self.is_child else s.tool_descriptions
-        custom = s.child_system_prompt if self.is_child else s.custom_system_prompt
         self.system_prompt = build_system_prompt(
-            custom,
+            s.child_system_prompt if self.is_child else s.custom_system_prompt,
             descriptions,
             child=self.is_child,
             confidence_instruction=s.confidence_instruction,
@@ -123,88 +97,15 @@ class Trajectory(StepActions):
         self.max_iterations = (
             (s.child_max_iterations or s.max_iterations) if self.is_child else s.max_iterations
         )
+        self._steps: StepRunner | None = None
 
-    # -- plumbing used by the bridge ---------------------------------------------------
-    def publish(self, cls: type[Event], **fields: Any) -> None:
-        """Publish an event of this trajectory."""
-        self.engine.bus.publish(
-            cls(run_id=self.run_id, depth=self.depth, candidate=self.candidate, **fields)
-        )
+    def partial(self) -> str | None:
+        """The best partial answer so far: the model's draft, else its last prose."""
+        if self._steps is None:
+            return None
+        return self._steps.draft or self._steps.last_prose
 
-    def record_subcall(self, record: dict[str, Any]) -> None:
-        """Keep a sub-call in the trajectory (list.append is atomic)."""
-        self.subcalls.append(record)
-
-    def model_call(
-        self, messages: list[Message], *, purpose: str, client: ModelClient | None = None
-    ) -> Completion:
-        """One model request under the run's limits, with events and usage."""
-        client = client or self.client
-        self.guard.check()
-        call_id = uuid.uuid4().hex[:12]
-        self.publish(
-            ModelCallStarted,
-            call_id=call_id,
-            model=client.model_name,
-            purpose=purpose,
-            n_messages=len(messages),
-        )
-        s = self.engine.settings
-        options = CallOptions(
-            temperature=s.temperature, max_tokens=s.max_reply_tokens, timeout=self.guard.clamp(None)
-        )
-        started = time.perf_counter()
-        try:
-            completion = self.guard.wait_for(lambda: client.complete(messages, options))
-        except BaseException as exc:
-            self.publish(
-                ModelCallFinished,
-                call_id=call_id,
-                model=client.model_name,
-                purpose=purpose,
-                duration=time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            # A request cut short by the run's own deadline is that limit, not a backend fault.
-            limit = self.guard.exceeded() if isinstance(exc, BackendError) else None
-            if limit is not None:
-                raise limit from exc
-            raise
-        self.usage.record(completion)
-        self.publish(
-            ModelCallFinished,
-            call_id=call_id,
-            model=client.model_name,
-            purpose=purpose,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            cost=completion.cost or 0.0,
-            duration=time.perf_counter() - started,
-        )
-        return completion
-
-    def run_child(
-        self, prompt: str, client: ModelClient, guard: LimitGuard | None = None
-    ) -> tuple[str, str]:
-        """A child RLM on ``prompt`` (its own REPL or a namespace of ours)."""
-        child_repl = self.repl.make_child() if self.repl is not None else None
-        child = Trajectory(
-            self.engine,
-            guard=guard or self.guard,
-            usage=self.usage.child(),
-            depth=self.depth + 1,
-            candidate=self.candidate,
-            parent_run_id=self.run_id,
-            repl=child_repl,
-            client=client,
-        )
-        result = child.run([prompt], prompt, own_repl=True)
-        self.children.append(result.metadata())
-        if result.answer is None:
-            raise RuntimeError(f"the child RLM ended without an answer ({result.status})")
-        return result.answer, child.run_id
-
-    # -- the loop ---------------------------------------------------------------------
+    # -- the run --------------------------------------------------------------------
     def run(
         self,
         contexts: list[Any],
@@ -213,12 +114,25 @@ class Trajectory(StepActions):
         history: list[dict[str, Any]] | None = None,
         own_repl: bool = True,
         new_context_start: int = 0,
-    ) -> TrajectoryResult:
+    ) -> RunRecord:
         """Run the loop to an answer; raises ``RunStopped`` subclasses with the partial."""
         started = time.perf_counter()
-        result = TrajectoryResult(run_id=self.run_id, status="failed", answer=None)
+        rec = self.record
+        rec.question, rec.status, rec.started_at = question, "running", time.time()
         created_repl = self.repl is None
-        bridge = SubcallBridge(self, {k: v for k, v in self.tools.items() if callable(v)})
+        s = self.engine.settings
+        bridge = SubcallBridge(
+            call_model=self.call_model,
+            # Below max depth rlm_query starts a child RLM; at it, a plain model call.
+            run_child=self._run_child if self.depth < s.max_depth else None,
+            choose_client=self.engine.subcall_client,
+            publish=self.publish,
+            record=rec.subcalls.append,
+            guard=self.guard,
+            max_concurrent=s.max_concurrent_subcalls,
+            depth=self.depth,
+            tools={k: v for k, v in self.tools.items() if callable(v)},
+        )
         info = describe_context(contexts)
         self.publish(
             RunStarted,
@@ -226,37 +140,65 @@ class Trajectory(StepActions):
             context_info=info,
             backend=self.engine.backend,
             model=self.client.model_name,
-            environment=self.engine.settings.environment,
-            parent_run_id=self.parent_run_id,
+            environment=s.environment,
+            parent_run_id=rec.parent_run_id,
         )
         try:
-            self._prepare_repl(bridge, contexts, history, new_context_start)
-            result.answer, result.status = self._loop(bridge, question, info, len(history or []))
+            repl = self._prepare_repl(bridge, contexts, history, new_context_start)
+            steps = self._steps = StepRunner(
+                repl,
+                scope=bridge,
+                guard=self.guard,
+                publish=self.publish,
+                cell_timeout=s.environment_kwargs.get("cell_timeout", 60.0),
+                max_output_chars=s.max_output_chars,
+            )
+            rec.answer, rec.status = self._loop(steps, question, info, len(history or []))
         except (LimitExceeded, RunCancelled) as exc:
-            result.status = "cancelled" if isinstance(exc, RunCancelled) else "stopped"
-            result.error = str(exc)
-            self._finish(result, started)
-            exc.partial_answer = self._partial()
+            rec.status = "cancelled" if isinstance(exc, RunCancelled) else "stopped"
+            rec.error = str(exc)
+            self._finish(started)
+            exc.partial_answer = self.partial()
             exc.usage = self.usage.summary()
-            exc.metadata = result.metadata()
+            exc.metadata = rec.model_dump()
             raise
         except KeyboardInterrupt:
             # Stop the running cell and calls in flight, keep what the model drafted.
             self.guard.cancel()
-            self._draft = self._current_draft() or self._draft
-            result.status, result.error = "cancelled", "interrupted (KeyboardInterrupt)"
-            self._finish(result, started)
+            if self._steps is not None:
+                self._steps.draft = self._steps.current_draft()
+            rec.status, rec.error = "cancelled", "interrupted (KeyboardInterrupt)"
+            self._finish(started)
             raise
         except BaseException as exc:
-            result.status = "failed"
-            result.error = f"{type(exc).__name__}: {exc}"
-            self._finish(result, started)
+            rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+            self._finish(started)
             raise
         finally:
             if created_repl and own_repl and self.repl is not None:
                 self.repl.close()
-        self._finish(result, started)
-        return result
+        self._finish(started)
+        return rec
+
+    def _run_child(self, prompt: str, client: ModelClient, guard: LimitGuard) -> tuple[str, str]:
+        """A child RLM on ``prompt`` (its own REPL or a namespace of ours)."""
+        child = Trajectory(
+            self.engine,
+            guard=guard,
+            usage=self.usage.child(),
+            depth=self.depth + 1,
+            candidate=self.candidate,
+            parent_run_id=self.run_id,
+            repl=self.repl.make_child() if self.repl is not None else None,
+            client=client,
+        )
+        try:
+            record = child.run([prompt], prompt, own_repl=True)
+        finally:
+            self.record.children.append(child.record)
+        if record.answer is None:
+            raise RuntimeError(f"the child RLM ended without an answer ({record.status})")
+        return record.answer, child.run_id
 
     def _prepare_repl(
         self,
@@ -264,55 +206,47 @@ class Trajectory(StepActions):
         contexts: list[Any],
         history: list[dict[str, Any]] | None,
         new_context_start: int,
-    ) -> None:
+    ) -> REPL:
         reused = self.repl is not None and new_context_start > 0
-        if self.repl is None:
-            self.repl = self.engine.new_repl()
-        self.repl.start(bridge)
+        repl = self.repl = self.repl or self.engine.new_repl()
+        repl.start(bridge)
         for ctx in contexts[new_context_start:]:
-            self.repl.add_context(ctx)
+            repl.add_context(ctx)
         if self.tools:
-            self.repl.set_tools(self.tools)
+            repl.set_tools(self.tools)
         if history is not None:
-            self.repl.set_history(history)
+            repl.set_history(history)
         if reused:  # a persistent session's REPL still holds the last turn's submission
-            self.repl.reset_submission()
+            repl.reset_submission()
+        return repl
 
-    def _finish(self, result: TrajectoryResult, started: float) -> None:
-        result.steps = self.steps
-        result.subcalls = self.subcalls
-        result.children = self.children
-        result.iterations = len(self.steps)
-        result.execution_time = time.perf_counter() - started
-        result.output_tokens = self.usage.output_tokens
-        result.draft = self._draft
-        inp, out, cost = self.usage.totals()
+    def _finish(self, started: float) -> None:
+        rec = self.record
+        summary = self.usage.summary()
+        rec.iterations = len(rec.steps)
+        rec.execution_time = time.perf_counter() - started
+        rec.finished_at = time.time()
+        rec.length = summary.total_output_tokens
+        rec.set_usage(summary.to_dict())
         self.publish(
             RunFinished,
-            status=result.status if result.status != "no_answer" else "done",
-            answer=result.answer,
-            error=result.error,
-            execution_time=result.execution_time,
-            iterations=result.iterations,
-            input_tokens=inp,
-            output_tokens=out,
-            cost=cost,
+            status="done" if rec.status == "no_answer" else rec.status,
+            answer=rec.answer,
+            error=rec.error,
+            execution_time=rec.execution_time,
+            iterations=rec.iterations,
+            input_tokens=rec.input_tokens,
+            output_tokens=rec.output_tokens,
+            cost=rec.cost,
         )
 
-    def _current_draft(self) -> str | None:
-        if self.repl is None:
-            return None
-        try:
-            return self.repl.draft()
-        except Exception:
-            return None
-
-    def _partial(self) -> str | None:
-        return self._draft or self._last_prose
+    def _add_step(self, step: StepRecord) -> None:
+        self.record.steps.append(step)
+        self.publish(IterationFinished, step=step)
 
     def _loop(
-        self, bridge: SubcallBridge, question: str, info: str, history_turns: int
-    ) -> tuple[str | None, str]:
+        self, steps: StepRunner, question: str, info: str, history_turns: int
+    ) -> tuple[str | None, RunStatus]:
         messages: list[Message] = [
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": first_user_message(question, info, history_turns)},
@@ -324,22 +258,22 @@ class Trajectory(StepActions):
             self.guard.check()
             self.publish(IterationStarted, iteration=iteration)
             t0 = time.perf_counter()
-            reply = self.model_call(messages, purpose="root").text
-            answer, outputs, cells, blocks, failed = self._act(bridge, reply, iteration)
-            errors_in_row = errors_in_row + 1 if failed else 0
-            self._record_step(iteration, reply, blocks, outputs, cells, answer, t0)
-            if answer is not None:
-                return answer, "done"
+            reply = self.call_model(messages, purpose="root").text
+            out = steps.act(reply, iteration)
+            errors_in_row = errors_in_row + 1 if out.failed else 0
+            self._add_step(step_record(iteration, reply, out, t0))
+            if out.answer is not None:
+                return out.answer, "done"
             if s.max_errors is not None and errors_in_row >= s.max_errors:
                 raise ErrorLimitExceeded(f"max_errors: {errors_in_row} failing steps in a row")
-            feedback = (
-                step_feedback(outputs, question, iteration, self.max_iterations - iteration)
-                if blocks
-                else (outputs[0] if outputs else NO_CODE_NUDGE)
-            )
-            if blocks and blocks == previous_code:
+            if out.blocks:
+                left = self.max_iterations - iteration
+                feedback = step_feedback(out.outputs, question, iteration, left)
+            else:
+                feedback = out.outputs[0] if out.outputs else NO_CODE_NUDGE
+            if out.blocks and out.blocks == previous_code:
                 feedback += "\n" + REPEATED_CODE_NOTE
-            previous_code = blocks or previous_code
+            previous_code = out.blocks or previous_code
             messages += [
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": feedback},
@@ -347,25 +281,22 @@ class Trajectory(StepActions):
             if s.compaction and needs_compaction(
                 messages, s.context_window_tokens, s.compaction_threshold_pct
             ):
-                messages = compact_messages(self, messages)
-        return self._final_request(bridge, messages)
+                messages = compact_messages(self.call_model, messages)
+        return self._final_request(steps, messages)
 
     def _final_request(
-        self, bridge: SubcallBridge, messages: list[Message]
-    ) -> tuple[str | None, str]:
+        self, steps: StepRunner, messages: list[Message]
+    ) -> tuple[str | None, RunStatus]:
         """Out of iterations: ask once for the answer, run its code once, else take its text."""
         self.guard.check()
-        iteration = len(self.steps) + 1
+        iteration = len(self.record.steps) + 1
         self.publish(IterationStarted, iteration=iteration)
         t0 = time.perf_counter()
         msgs = [*messages, {"role": "user", "content": FINAL_REQUEST}]
-        reply = self.model_call(msgs, purpose="final").text
-        answer, outputs, cells, blocks, _ = self._act(bridge, reply, iteration)
-        if answer is None and not blocks:
+        reply = self.call_model(msgs, purpose="final").text
+        out = steps.act(reply, iteration)
+        if out.answer is None and not out.blocks:
             text = strip_confidence(strip_fences(reply)).strip()
-            answer = text or (self._draft.strip() if self._draft else None) or None
-        self._record_step(iteration, reply, blocks, outputs, cells, answer, t0)
-        return (answer, "done") if answer else (None, "no_answer")
-
-
-__all__ = ["BackendError", "RunStopped", "Trajectory", "TrajectoryResult"]
+            out.answer = text or (steps.draft.strip() if steps.draft else None) or None
+        self._add_step(step_record(iteration, reply, out, t0))
+        return (out.answer, "done") if out.answer else (None, "no_answer")

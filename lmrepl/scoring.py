@@ -19,28 +19,24 @@ higher the better. Everything here is in tokens; seconds never enter a compariso
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmrepl.selection import Cluster, cluster_answers, normalize_answer, surviving_members
+from lmrepl.records import CandidateRecord, Cluster
+from lmrepl.selection import cluster_answers, normalize_answer, surviving_members
 
 __all__ = [
     "MIN_CONFIDENCE",
-    "CandidateScore",
     "Selection",
-    "candidate_record",
-    "clusters_record",
     "joint_score",
     "select_winner",
-    "step_record",
     "vc_score",
 ]
 
 MIN_CONFIDENCE = 0.1  # percent; the floor that keeps log(c/100) finite
 
-CandidateStatus = Literal["done", "failed", "cancelled"]
 Reason = Literal["vc_len", "shortest", "only", "none"]
 
 
@@ -84,18 +80,6 @@ def joint_score(vc: float | None, length: int) -> float | None:
     return vc * max(int(length), 1)
 
 
-class CandidateScore(BaseModel):
-    """What selection needs to know about one candidate."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    answer: str | None = None
-    vc: float | None = None
-    length: int = Field(default=0, ge=0, description="Output tokens of the whole trace.")
-    status: CandidateStatus = "done"
-
-
 class Selection(BaseModel):
     """The outcome of :func:`select_winner`.
 
@@ -122,12 +106,12 @@ class Selection(BaseModel):
         return None
 
 
-def _usable(c: CandidateScore) -> bool:
+def _usable(c: CandidateRecord) -> bool:
     return c.status == "done" and bool(normalize_answer(c.answer))
 
 
 def select_winner(
-    candidates: Sequence[CandidateScore], *, use_confidence: bool = True
+    candidates: Sequence[CandidateRecord], *, use_confidence: bool = True
 ) -> Selection:
     """Pick the SRLM winner (SPEC §6 steps 3–4).
 
@@ -158,7 +142,7 @@ def select_winner(
     reason: Reason
     if scored:
 
-        def rank(c: CandidateScore) -> tuple[float, int, int]:
+        def rank(c: CandidateRecord) -> tuple[float, int, int]:
             score = scores[c.index]
             assert score is not None  # filtered above
             return (-score, c.length, c.index)
@@ -173,37 +157,3 @@ def select_winner(
     return Selection(
         winner=winner, clusters=clusters, survivors=survivors, scores=scores, reason=reason
     )
-
-
-def step_record(code: str, output: str, confidence: float | None) -> dict[str, Any]:
-    """One item of a candidate's ``steps`` list in SRLM metadata."""
-    return {"code": code, "output": output, "confidence": confidence}
-
-
-def candidate_record(
-    candidate: CandidateScore,
-    selection: Selection,
-    *,
-    usage: Mapping[str, Any] | None = None,
-    error: str | None = None,
-    steps: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """The ``metadata["candidates"]`` item for one candidate (SPEC §6 step 5)."""
-    return {
-        "index": candidate.index,
-        "status": candidate.status,
-        "answer": candidate.answer,
-        "cluster": selection.cluster_of(candidate.index),
-        "vc": candidate.vc,
-        "length": candidate.length,
-        "score": selection.scores.get(candidate.index),
-        "usage": dict(usage) if usage is not None else {},
-        "error": error,
-        "steps": [dict(s) for s in steps],
-    }
-
-
-def clusters_record(clusters: Selection | Sequence[Cluster]) -> list[dict[str, Any]]:
-    """The ``metadata["clusters"]`` list: ``answer``, ``members``, ``votes`` per cluster."""
-    items = clusters.clusters if isinstance(clusters, Selection) else clusters
-    return [{"answer": c.answer, "members": list(c.members), "votes": c.votes} for c in items]

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from pydantic import BaseModel, ConfigDict
+from lmrepl.records import Cluster
 
 __all__ = [
     "SHORT_ANSWER_CHARS",
@@ -74,21 +74,6 @@ _NUM_RE = re.compile(
 _CUR_RE = re.compile(r"[$€£¥₹](?=[-+]?\.?\d)")
 _TOKEN_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)*(?:e[-+]?\d+)?(?!\w)|\w+|[^\w\s]")
 _NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-
-
-class Cluster(BaseModel):
-    """One group of equivalent answers.
-
-    ``answer`` is a representative original text, ``normalized`` its normalised form,
-    ``members`` the (sorted) indices of the input answers in the group.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    answer: str
-    normalized: str
-    members: list[int]
-    votes: int
 
 
 def _canonical_number(raw: str) -> str:

@@ -6,25 +6,20 @@ import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lmrepl import config
+from lmrepl.calls import ModelCaller, Publisher
 from lmrepl.confidence import CONFIDENCE_INSTRUCTION
 from lmrepl.engine import Engine
-from lmrepl.errors import AllCandidatesFailed, RunCancelled, RunStopped
+from lmrepl.errors import AllCandidatesFailed, ConfigurationError, RunCancelled
 from lmrepl.events import CandidateFinished, CandidateQueued, SearchFinished, SearchStarted
 from lmrepl.limits import LimitGuard
-from lmrepl.rlm import DEFAULT_QUESTION, RLM
+from lmrepl.records import CandidateRecord, Cluster, SearchRecord
+from lmrepl.rlm import RLM, question_text
 from lmrepl.runner import Trajectory
-from lmrepl.scoring import (
-    CandidateScore,
-    candidate_record,
-    clusters_record,
-    select_winner,
-    step_record,
-    vc_score,
-)
+from lmrepl.scoring import select_winner, vc_score
 from lmrepl.selection import cluster_answers
 from lmrepl.srlm_direct import context_length, direct_answer
 from lmrepl.types import RLMChatCompletion
@@ -32,16 +27,31 @@ from lmrepl.usage import UsageTracker
 
 
 @dataclass
-class _Candidate:
-    index: int
+class _CandidateRun:
+    """A candidate's record plus what only its run needs: its guard and usage."""
+
+    record: CandidateRecord
     guard: LimitGuard
     usage: UsageTracker
-    status: str = "queued"
-    answer: str | None = None
-    error: str | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    vc: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def index(self) -> int:
+        """The candidate's number."""
+        return self.record.index
+
+    @property
+    def status(self) -> str:
+        """Its record's status."""
+        return self.record.status
+
+    @property
+    def answer(self) -> str | None:
+        """Its record's answer."""
+        return self.record.answer
+
+    def run_id(self, search_id: str) -> str:
+        """The run id of its trajectory."""
+        return f"{search_id}-c{self.index}"
 
 
 class SRLM(RLM):
@@ -65,25 +75,20 @@ class SRLM(RLM):
         **rlm_kwargs: Any,
     ) -> None:
         super().__init__(**rlm_kwargs)
-        config.require_int("direct_threshold", direct_threshold, 0)
-        config.require_int("n_candidates", n_candidates, 1)
-        config.require_int("candidate_parallel", candidate_parallel, 1)
-        if candidate_temperature is not None and (
-            not isinstance(candidate_temperature, (int, float))
-            or isinstance(candidate_temperature, bool)
-            or candidate_temperature < 0
-        ):
-            raise ValueError(
-                f"candidate_temperature must be >= 0 or None, got {candidate_temperature!r}"
-            )
-        for flag, value in (
-            ("confidence_elicitation", confidence_elicitation),
-            ("early_stop", early_stop),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be True or False, got {value!r}")
+        config.check_arguments(
+            {
+                "direct_threshold": direct_threshold,
+                "n_candidates": n_candidates,
+                "candidate_parallel": candidate_parallel,
+                "candidate_temperature": candidate_temperature,
+                "confidence_elicitation": confidence_elicitation,
+                "early_stop": early_stop,
+            }
+        )
         if self.persistent:
-            raise ValueError("SRLM does not support persistent=True (candidates are independent)")
+            raise ConfigurationError(
+                "persistent must be False for an SRLM (its candidates are independent), got True"
+            )
         self.direct_threshold = direct_threshold
         self.n_candidates = n_candidates
         self.candidate_parallel = candidate_parallel
@@ -97,9 +102,7 @@ class SRLM(RLM):
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Search K trajectories for the answer to ``root_prompt`` about ``prompt``."""
-        question = root_prompt if root_prompt is not None else DEFAULT_QUESTION
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("the question (root_prompt) must be a non-empty string")
+        question = question_text(root_prompt)
         started = time.perf_counter()
         instruction = CONFIDENCE_INSTRUCTION if self.confidence_elicitation else None
         engine = self._make_engine(
@@ -128,6 +131,8 @@ class SRLM(RLM):
         started: float,
     ) -> RLMChatCompletion:
         run_id = "direct"
+        record = self._new_record("srlm", question, [prompt])
+        record.mode = "direct"
         engine.bus.publish(
             SearchStarted(
                 run_id=run_id,
@@ -137,39 +142,28 @@ class SRLM(RLM):
                 question=question,
             )
         )
-        trajectory = Trajectory(engine, guard=guard, usage=usage, candidate=0, run_id=run_id)
-        answer = direct_answer(trajectory, prompt, question)
-        record = {
-            "index": 0,
-            "status": "done",
-            "answer": answer,
-            "cluster": 0,
-            "vc": None,
-            "length": usage.output_tokens,
-            "score": None,
-            "usage": usage.summary().to_dict(),
-            "error": None,
-            "steps": [],
-        }
-        clusters = [{"answer": answer, "members": [0], "votes": 1}]
-        meta = {
-            "mode": "direct",
-            "answer": answer,
-            "candidates": [record],
-            "clusters": clusters,
-            "winner": 0,
-        }
-        engine.bus.publish(
-            SearchFinished(
-                run_id=run_id,
-                answer=answer,
-                winner=0,
-                clusters=clusters,
-                candidates=[record],
-                execution_time=time.perf_counter() - started,
-            )
+        publish = Publisher(engine.bus, run_id, 0, 0)
+        call_model = ModelCaller(
+            engine.root_client,
+            guard=guard,
+            usage=usage,
+            publish=publish,
+            temperature=engine.settings.temperature,
         )
-        return self._completion(question, answer, usage, started, meta, [prompt])
+        cand = record.candidate(0)
+        cand.run_id, cand.question, cand.started_at = run_id, question, time.time()
+        answer = direct_answer(call_model, prompt, question)
+        cand.status, cand.answer, cand.cluster = "done", answer, 0
+        cand.set_usage(usage.summary().to_dict())
+        cand.length, cand.finished_at = cand.output_tokens, time.time()
+        cand.execution_time = cand.finished_at - cand.started_at
+        record.clusters = [Cluster(answer=answer, members=[0], votes=1)]
+        record.winner, record.survivors, record.selection_reason = 0, [0], "only"
+        record.answer, record.status = answer, "done"
+        result = self._result(record, {}, usage, started, answer)
+        result.metadata = record.model_dump()
+        engine.bus.publish(SearchFinished(run_id=run_id, record=record))
+        return result
 
     # -- the search ---------------------------------------------------------------------
     def _search(
@@ -183,6 +177,7 @@ class SRLM(RLM):
     ) -> RLMChatCompletion:
         k = self.n_candidates
         search_id = f"search-{int(time.time() * 1000) % 10**9}"
+        record = self._new_record("srlm", question, [prompt], k, self.candidate_parallel)
         bus = engine.bus
         bus.publish(
             SearchStarted(
@@ -194,28 +189,23 @@ class SRLM(RLM):
             )
         )
         _prewarm(self.environment, min(k, self.candidate_parallel))
-        cands = [_Candidate(i, guard.derive(), usage.child()) for i in range(k)]
+        cands = [
+            _CandidateRun(record.candidate(i), guard.derive(), usage.child()) for i in range(k)
+        ]
         for c in cands:
-            bus.publish(CandidateQueued(run_id=f"{search_id}-c{c.index}", candidate=c.index))
+            bus.publish(CandidateQueued(run_id=c.run_id(search_id), candidate=c.index))
         lock = threading.Lock()
 
-        def run(c: _Candidate) -> None:
+        def run(c: _CandidateRun) -> None:
             if c.guard.cancelled:
-                c.status = "cancelled"
-                c.error = "cancelled before it started"
+                c.record.status = "cancelled"
+                c.record.error = "cancelled before it started"
             else:
-                c.status = "running"
                 self._run_candidate(engine, c, prompt, question, search_id)
+            # A copy: selection still sets the candidate's cluster and score.
+            snapshot = c.record.model_copy(deep=True)
             bus.publish(
-                CandidateFinished(
-                    run_id=f"{search_id}-c{c.index}",
-                    candidate=c.index,
-                    status=c.status,
-                    answer=c.answer,
-                    error=c.error,
-                    vc=c.vc,
-                    length=c.usage.output_tokens,
-                )
+                CandidateFinished(run_id=c.run_id(search_id), candidate=c.index, record=snapshot)
             )
             if self.early_stop:
                 with lock:
@@ -232,111 +222,76 @@ class SRLM(RLM):
         except BaseException:
             guard.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            self.last_partial = self._finish(
-                engine, usage, cands, question, started, search_id, prompt
-            )
+            self.last_partial = self._finish(engine, usage, record, started, search_id)
             raise
         pool.shutdown(wait=True)
-        result = self._finish(engine, usage, cands, question, started, search_id, prompt)
-        if result.metadata["winner"] is None:
-            errors = [f"candidate {c.index}: {c.error or c.status}" for c in cands]
+        result = self._finish(engine, usage, record, started, search_id)
+        if record.winner is None:
+            errors = [f"candidate {c.index}: {c.error or c.status}" for c in record.candidates]
             raise AllCandidatesFailed(
                 "every SRLM candidate failed:\n" + "\n".join(errors),
                 errors=errors,
                 usage=usage.summary(),
                 metadata=result.metadata,
+                record=record,
             )
         return result
 
     def _run_candidate(
-        self, engine: Engine, c: _Candidate, prompt: Any, question: str, search_id: str
+        self, engine: Engine, c: _CandidateRun, prompt: Any, question: str, search_id: str
     ) -> None:
+        rec = c.record
         trajectory = Trajectory(
             engine,
             guard=c.guard,
             usage=c.usage,
             depth=self.depth,
             candidate=c.index,
-            run_id=f"{search_id}-c{c.index}",
+            run_id=c.run_id(search_id),
+            record=rec,
         )
         try:
-            res = trajectory.run([prompt], question)
-            c.metadata = res.metadata()
-            if res.answer:
-                c.status, c.answer = "done", res.answer
+            trajectory.run([prompt], question)
+            if rec.answer:
+                rec.status = "done"
             else:
-                c.status, c.error = "failed", "the trajectory ended without an answer"
+                rec.status, rec.error = "failed", "the trajectory ended without an answer"
         except RunCancelled as exc:
-            c.status, c.error = "cancelled", str(exc)
-            c.answer = None
-            c.metadata = exc.metadata
-        except RunStopped as exc:
-            c.status, c.error = "failed", f"{type(exc).__name__}: {exc}"
-            c.metadata = exc.metadata
+            rec.status, rec.error, rec.answer = "cancelled", str(exc), None
         except Exception as exc:
-            c.status, c.error = "failed", f"{type(exc).__name__}: {exc}"
-        c.steps = [step_record(s["code"], s["output"], s["confidence"]) for s in trajectory.steps]
+            rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
         if self.confidence_elicitation:
-            c.vc = vc_score([s["confidence"] for s in trajectory.steps])
+            rec.vc = vc_score([s.confidence for s in rec.steps])
 
     def _finish(
         self,
         engine: Engine,
         usage: UsageTracker,
-        cands: list[_Candidate],
-        question: str,
+        record: SearchRecord,
         started: float,
         search_id: str,
-        prompt: Any,
     ) -> RLMChatCompletion:
-        for c in cands:
+        for c in record.candidates:
             if c.status in ("queued", "running"):
                 c.status, c.error = "cancelled", c.error or "the search was interrupted"
-        scores = [
-            CandidateScore(
-                index=c.index,
-                answer=c.answer,
-                vc=c.vc,
-                length=c.usage.output_tokens,
-                status=c.status,
-            )
-            for c in cands
-        ]
-        selection = select_winner(scores, use_confidence=self.confidence_elicitation)
-        records = [
-            candidate_record(
-                s, selection, usage=c.usage.summary().to_dict(), error=c.error, steps=c.steps
-            )
-            for s, c in zip(scores, cands, strict=True)
-        ]
-        clusters = clusters_record(selection)
+        selection = select_winner(record.candidates, use_confidence=self.confidence_elicitation)
+        for c in record.candidates:
+            c.cluster = selection.cluster_of(c.index)
+            c.score = selection.scores.get(c.index)
         winner = selection.winner
-        answer = cands[winner].answer if winner is not None else None
-        meta = {
-            "mode": "rlm",
-            "answer": answer,
-            "candidates": records,
-            "clusters": clusters,
-            "winner": winner,
-            "survivors": selection.survivors,
-            "selection_reason": selection.reason,
-            "trajectories": [c.metadata for c in cands],
-        }
-        engine.bus.publish(
-            SearchFinished(
-                run_id=search_id,
-                answer=answer,
-                winner=winner,
-                clusters=clusters,
-                candidates=records,
-                execution_time=time.perf_counter() - started,
-                error=None if winner is not None else "every candidate failed",
-            )
-        )
-        return self._completion(question, answer or "", usage, started, meta, [prompt])
+        record.clusters = list(selection.clusters)
+        record.winner, record.survivors = winner, list(selection.survivors)
+        record.selection_reason = selection.reason
+        record.answer = record.candidates[winner].answer if winner is not None else None
+        record.status = "done" if winner is not None else "failed"
+        record.error = None if winner is not None else "every candidate failed"
+        result = self._result(record, {}, usage, started, record.answer or "")
+        result.metadata = record.model_dump()
+        engine.bus.publish(SearchFinished(run_id=search_id, record=record))
+        return result
 
 
-def _maybe_stop_early(cands: list[_Candidate]) -> None:
+def _maybe_stop_early(cands: list[_CandidateRun]) -> None:
     """Cancel the unfinished candidates once the leading cluster cannot be overturned."""
     done = [c for c in cands if c.status == "done" and c.answer]
     unfinished = [c for c in cands if c.status in ("queued", "running")]
@@ -347,7 +302,7 @@ def _maybe_stop_early(cands: list[_Candidate]) -> None:
     if votes[0] > second + len(unfinished):
         for c in unfinished:
             c.guard.cancel()
-            c.error = "early stop: a majority was reached"
+            c.record.error = "early stop: a majority was reached"
 
 
 def _refill_held(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lmrepl.runner import Trajectory
+from lmrepl.calls import CallModel
 
 DIRECT_SYSTEM = "Answer the question using only the context. Reply with the answer alone."
 
@@ -30,7 +29,7 @@ def context_length(context: Any) -> int:
     return len(context_as_text(context))
 
 
-def direct_answer(trajectory: Trajectory, context: Any, question: str) -> str:
+def direct_answer(call_model: CallModel, context: Any, question: str) -> str:
     """One model call with context and question (the question always reaches the model)."""
     messages = [
         {"role": "system", "content": DIRECT_SYSTEM},
@@ -39,4 +38,4 @@ def direct_answer(trajectory: Trajectory, context: Any, question: str) -> str:
             "content": f"Context:\n{context_as_text(context)}\n\nQuestion: {question}",
         },
     ]
-    return trajectory.model_call(messages, purpose="direct").text.strip()
+    return call_model(messages, purpose="direct").text.strip()

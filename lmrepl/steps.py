@@ -1,162 +1,175 @@
 """What one step does with a model reply: run its code, or read a plain-text FINAL.
 
-``StepActions`` is the half of ``Trajectory`` that turns a reply into cells,
-outputs and a possible answer, and records the step (SPEC §4 rules).
+``StepRunner`` turns a reply into cells in the REPL, their outputs and a possible
+answer (SPEC §4 rules); ``step_record`` makes the step's record from that.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from lmrepl.calls import Publish
 from lmrepl.confidence import parse_confidence, strip_confidence
-from lmrepl.engine import Engine
-from lmrepl.events import CellFinished, CellStarted, Event, IterationFinished
+from lmrepl.events import CellFinished, CellStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.parsing import find_code_blocks, find_final_text, overwrites_context, strip_fences
 from lmrepl.prompts import CONTEXT_OVERWRITE_NOTE
+from lmrepl.records import CellRecord, StepRecord
 from lmrepl.repl.base import REPL, CellResult
-from lmrepl.subcalls import SubcallBridge
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMPTY_ANSWER_NOTE = "\n[lmrepl] The submitted answer was empty; submit a non-empty one."
+#: Cell statuses that are the code's own doing, not the REPL's: no notice for them.
+_ORDINARY = frozenset({"ok", "error", "refused"})
 
 
-class StepActions:
-    """Runs a reply's code blocks in the trajectory's REPL and records the step."""
+class CellScope(Protocol):
+    """Told when a cell starts and ends (the sub-call bridge scopes its calls by cell)."""
 
-    engine: Engine
-    guard: LimitGuard
-    repl: REPL | None
-    steps: list[dict[str, Any]]
-    _draft: str | None = None
-    _last_prose: str | None = None
+    def begin_cell(self) -> None:
+        """A cell starts."""
+        ...
 
-    def publish(self, cls: type[Event], **fields: Any) -> None:  # provided by Trajectory
-        raise NotImplementedError
+    def end_cell(self) -> None:
+        """The cell ended (calls it left behind stop)."""
+        ...
 
-    def _act(
-        self, bridge: SubcallBridge, reply: str, iteration: int
-    ) -> tuple[str | None, list[str], list[dict[str, Any]], list[str], bool]:
-        """Run the reply's code; returns (answer, outputs, cells, blocks, failed)."""
-        assert self.repl is not None
+
+@dataclass
+class StepOutcome:
+    """What running one reply gave."""
+
+    answer: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    cells: list[CellRecord] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    failed: bool = False
+
+
+def step_record(iteration: int, reply: str, outcome: StepOutcome, started: float) -> StepRecord:
+    """The record of one step; its confidence is the reply's (else the output's) last one."""
+    confidence = parse_confidence(reply)
+    if confidence is None and outcome.outputs:
+        confidence = parse_confidence("\n".join(outcome.outputs))
+    notices = [
+        c.notice or f"cell {c.status}"
+        for c in outcome.cells
+        if c.notice or c.status not in _ORDINARY
+    ]
+    return StepRecord(
+        iteration=iteration,
+        reply=reply,
+        code="\n\n".join(outcome.blocks),
+        output="\n\n".join(outcome.outputs),
+        confidence=confidence,
+        cells=outcome.cells,
+        submitted=outcome.answer is not None,
+        answer=outcome.answer,
+        notices=notices,
+        duration=time.perf_counter() - started,
+    )
+
+
+class StepRunner:
+    """Runs replies' code blocks in one REPL; remembers the draft answer and last prose."""
+
+    def __init__(
+        self,
+        repl: REPL,
+        *,
+        scope: CellScope,
+        guard: LimitGuard,
+        publish: Publish,
+        cell_timeout: float | None,
+        max_output_chars: int,
+    ) -> None:
+        self.repl = repl
+        self.scope = scope
+        self.guard = guard
+        self.publish = publish
+        self.cell_timeout = cell_timeout
+        self.max_output_chars = max_output_chars
+        #: The model's draft in ``answer["content"]`` (the partial answer when stopped).
+        self.draft: str | None = None
+        #: The last reply's prose (a partial answer when there is no draft).
+        self.last_prose: str | None = None
+
+    def act(self, reply: str, iteration: int) -> StepOutcome:
+        """Run the reply's code (or read its plain-text FINAL)."""
         blocks = find_code_blocks(reply)
         prose = strip_confidence(strip_fences(reply))
         if prose:
-            self._last_prose = prose
-        outputs: list[str] = []
-        cells: list[dict[str, Any]] = []
-        failed = False
+            self.last_prose = prose
         if not blocks:
             final = find_final_text(reply)
             if final is None:
-                return None, [], [], [], False
-            answer, note = self._resolve_final_text(bridge, final.kind, final.argument, iteration)
-            return answer, ([note] if note else []), [], [], False
+                return StepOutcome()
+            return self._resolve_final_text(final.kind, final.argument, iteration)
+        out = StepOutcome(blocks=blocks)
         for index, code in enumerate(blocks):
             if overwrites_context(code):
-                outputs.append(CONTEXT_OVERWRITE_NOTE)
-                cells.append(
-                    {
-                        "code": code,
-                        "output": CONTEXT_OVERWRITE_NOTE,
-                        "status": "refused",
-                        "duration": 0.0,
-                    }
+                out.outputs.append(CONTEXT_OVERWRITE_NOTE)
+                out.cells.append(
+                    CellRecord(code=code, output=CONTEXT_OVERWRITE_NOTE, status="refused")
                 )
-                failed = True
+                out.failed = True
                 continue
-            cell = self._run_cell(bridge, iteration, index, code)
-            text = cell.text(self.engine.settings.max_output_chars)
-            outputs.append(text)
-            cells.append(
-                {"code": code, "output": text, "status": cell.status, "duration": cell.duration}
-            )
-            failed = failed or cell.status != "ok"
-            if cell.draft:
-                self._draft = cell.draft
-            if cell.submitted:
-                answer = (cell.answer or "").strip()
+            cell, result = self.run_cell(iteration, index, code)
+            out.outputs.append(cell.output)
+            out.cells.append(cell)
+            out.failed = out.failed or cell.status != "ok"
+            if result.draft:
+                self.draft = result.draft
+            if result.submitted:
+                answer = (result.answer or "").strip()
                 if answer:
-                    return answer, outputs, cells, blocks[: index + 1], failed
+                    out.answer = answer
+                    out.blocks = blocks[: index + 1]
+                    return out
                 self.repl.reset_submission()
-                outputs[-1] += "\n[lmrepl] The submitted answer was empty; submit a non-empty one."
-        return None, outputs, cells, blocks, failed
+                out.outputs[-1] += EMPTY_ANSWER_NOTE
+        return out
 
-    def _run_cell(self, bridge: SubcallBridge, iteration: int, index: int, code: str) -> CellResult:
-        assert self.repl is not None
+    def run_cell(self, iteration: int, index: int, code: str) -> tuple[CellRecord, CellResult]:
+        """Run one block under the run's limits (a cancel interrupts it): record and result."""
         self.guard.check()
         self.publish(CellStarted, iteration=iteration, index=index, code=code)
-        bridge.begin_cell()
-        timeout = self.guard.clamp(
-            self.engine.settings.environment_kwargs.get("cell_timeout", 60.0)
-        )
+        self.scope.begin_cell()
         remove_hook = self.guard.on_cancel(self.repl.interrupt)
         try:
-            cell = self.repl.execute(code, timeout=timeout)
+            result = self.repl.execute(code, timeout=self.guard.clamp(self.cell_timeout))
         finally:
             remove_hook()
-            bridge.end_cell()
-        self.publish(
-            CellFinished,
-            iteration=iteration,
-            index=index,
+            self.scope.end_cell()
+        cell = CellRecord(
             code=code,
-            output=cell.text(self.engine.settings.max_output_chars),
-            status=cell.status,
-            duration=cell.duration,
-            notice=cell.notice,
+            output=result.text(self.max_output_chars),
+            status=result.status,
+            duration=result.duration,
+            notice=result.notice,
         )
-        return cell
+        self.publish(CellFinished, iteration=iteration, index=index, cell=cell)
+        return cell, result
 
-    def _resolve_final_text(
-        self, bridge: SubcallBridge, kind: str, argument: str, iteration: int
-    ) -> tuple[str | None, str | None]:
+    def current_draft(self) -> str | None:
+        """The draft in the REPL now, else the last one seen (None when there is none)."""
+        try:
+            return self.repl.draft() or self.draft
+        except Exception:
+            return self.draft
+
+    def _resolve_final_text(self, kind: str, argument: str, iteration: int) -> StepOutcome:
         """A plain-text FINAL: a variable name is looked up in the REPL, else taken as text."""
-        assert self.repl is not None
         is_var = kind == "FINAL_VAR" or (
             _IDENT.match(argument) is not None and argument in self.repl.user_variables()
         )
         if not is_var:
-            return argument, None
-        cell = self._run_cell(bridge, iteration, 0, f"FINAL_VAR({argument!r})")
-        if cell.submitted and (cell.answer or "").strip():
-            return (cell.answer or "").strip(), None
+            return StepOutcome(answer=argument)
+        cell, result = self.run_cell(iteration, 0, f"FINAL_VAR({argument!r})")
+        if result.submitted and (result.answer or "").strip():
+            return StepOutcome(answer=(result.answer or "").strip(), cells=[cell])
         self.repl.reset_submission()
-        return None, cell.text(self.engine.settings.max_output_chars)
-
-    def _record_step(
-        self,
-        iteration: int,
-        reply: str,
-        blocks: list[str],
-        outputs: list[str],
-        cells: list[dict[str, Any]],
-        answer: str | None,
-        t0: float,
-    ) -> None:
-        confidence = parse_confidence(reply)
-        if confidence is None and outputs:
-            confidence = parse_confidence("\n".join(outputs))
-        step = {
-            "iteration": iteration,
-            "reply": reply,
-            "code": "\n\n".join(blocks),
-            "output": "\n\n".join(outputs),
-            "confidence": confidence,
-            "cells": cells,
-            "submitted": answer is not None,
-            "duration": time.perf_counter() - t0,
-        }
-        self.steps.append(step)
-        self.publish(
-            IterationFinished,
-            iteration=iteration,
-            reply=reply,
-            code_blocks=blocks,
-            outputs=outputs,
-            confidence=confidence,
-            submitted=answer is not None,
-            answer=answer,
-            duration=step["duration"],
-        )
+        return StepOutcome(outputs=[cell.output], cells=[cell])

@@ -5,6 +5,9 @@ A ``SubcallBridge`` belongs to one trajectory. Model code reaches it through
 ``max_concurrent_subcalls`` and keep input order; one failed prompt becomes an
 error string in its slot. Calls made by a cell that has since ended (timed out)
 are not started any more: their results could only land in a later cell.
+
+The bridge gets the few things it needs from its trajectory as callables (make a
+model call, start a child RLM, publish, record) and never sees the trajectory.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lmrepl.calls import CallModel, Publish
+from lmrepl.clients.base import ModelClient
 from lmrepl.errors import LimitExceeded, LMReplError, RunCancelled
 from lmrepl.events import SubcallFinished, SubcallStarted
 from lmrepl.limits import LimitGuard
-
-if TYPE_CHECKING:
-    from lmrepl.runner import Trajectory
+from lmrepl.records import SubcallRecord
 
 PREVIEW = 200
+
+#: Starts a child RLM on ``prompt`` with ``client`` under ``guard``; returns
+#: (answer, child run id).
+RunChild = Callable[[str, ModelClient, LimitGuard], tuple[str, str]]
 
 
 def _preview(text: str, n: int = PREVIEW) -> str:
@@ -37,8 +44,28 @@ class CellAbandoned(LMReplError):
 class SubcallBridge:
     """Dispatches host calls from one trajectory's REPL."""
 
-    def __init__(self, trajectory: Trajectory, tools: dict[str, Callable[..., Any]]) -> None:
-        self.trajectory = trajectory
+    def __init__(
+        self,
+        *,
+        call_model: CallModel,
+        run_child: RunChild | None,
+        choose_client: Callable[[str | None], ModelClient],
+        publish: Publish,
+        record: Callable[[SubcallRecord], None],
+        guard: LimitGuard,
+        max_concurrent: int,
+        depth: int,
+        tools: dict[str, Callable[..., Any]],
+    ) -> None:
+        self.call_model = call_model
+        # None: this trajectory is at max depth, so rlm_query is a plain model call.
+        self.run_child = run_child
+        self.choose_client = choose_client
+        self.publish = publish
+        self.record = record
+        self.guard = guard
+        self.max_concurrent = max_concurrent
+        self.depth = depth
         self.tools = tools
         self._cell_alive = threading.Event()
         self._cell_alive.set()
@@ -64,7 +91,7 @@ class SubcallBridge:
 
     def child_guard(self) -> LimitGuard:
         """A guard for a child RLM of the current cell (cancelled when the cell ends)."""
-        guard = self.trajectory.guard.derive()
+        guard = self.guard.derive()
         with self._lock:
             self._cell_guards.append(guard)
         return guard
@@ -103,7 +130,7 @@ class SubcallBridge:
         if not prompts:
             return []
         single = "llm_query" if function == "llm_query_batched" else "rlm_query"
-        workers = min(len(prompts), self.trajectory.engine.max_concurrent_subcalls)
+        workers = min(len(prompts), self.max_concurrent)
 
         def slot(i: int) -> str:
             text, error = self._run(single, prompts[i], model, scope, i, batch=function)
@@ -124,14 +151,13 @@ class SubcallBridge:
         batch: str | None = None,
     ) -> tuple[str, str | None]:
         """One sub-call with its events and record; returns (text, error)."""
-        traj = self.trajectory
         name = batch or function
         sub_id = uuid.uuid4().hex[:12]
         try:
-            client = traj.engine.subcall_client(model)
+            client = self.choose_client(model)
         except ValueError as exc:
             return "", str(exc)
-        traj.publish(
+        self.publish(
             SubcallStarted,
             subcall_id=sub_id,
             function=name,
@@ -145,39 +171,26 @@ class SubcallBridge:
         try:
             if not scope.is_set():
                 raise CellAbandoned("the cell that made this call already ended")
-            if function == "rlm_query" and traj.depth < traj.engine.max_depth:
-                text, child_run_id = traj.run_child(prompt, client, self.child_guard())
+            if function == "rlm_query" and self.run_child is not None:
+                text, child_run_id = self.run_child(prompt, client, self.child_guard())
             else:
-                text = traj.model_call(
-                    [{"role": "user", "content": prompt}], purpose="subcall", client=client
-                ).text
+                messages = [{"role": "user", "content": prompt}]
+                text = self.call_model(messages, purpose="subcall", client=client).text
         except (LimitExceeded, RunCancelled) as exc:
             error = str(exc)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        duration = time.perf_counter() - started
-        traj.record_subcall(
-            {
-                "function": name,
-                "model": client.model_name,
-                "prompt": _preview(prompt, 2000),
-                "response": _preview(text, 2000),
-                "duration": duration,
-                "error": error,
-                "child_run_id": child_run_id,
-                "batch_index": batch_index,
-                "depth": traj.depth,
-            }
-        )
-        traj.publish(
-            SubcallFinished,
-            subcall_id=sub_id,
+        record = SubcallRecord(
             function=name,
             model=client.model_name,
-            response_preview=_preview(text),
-            duration=duration,
+            prompt=_preview(prompt, 2000),
+            response=_preview(text, 2000),
+            duration=time.perf_counter() - started,
             error=error,
             child_run_id=child_run_id,
             batch_index=batch_index,
+            depth=self.depth,
         )
+        self.record(record)
+        self.publish(SubcallFinished, subcall_id=sub_id, subcall=record)
         return text, error

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmrepl.records import SearchRecord
+
 
 class ModelUsageSummary(BaseModel):
     """Usage of one model over a whole run, every depth included."""
@@ -49,20 +51,6 @@ class UsageSummary(BaseModel):
         """Cost in USD over all models (0 where no price is known)."""
         return sum(m.total_cost for m in self.model_usage_summaries.values())
 
-    def merged(self, other: UsageSummary) -> UsageSummary:
-        """Return the sum of this summary and ``other``."""
-        out: dict[str, ModelUsageSummary] = {
-            k: v.model_copy() for k, v in self.model_usage_summaries.items()
-        }
-        for name, m in other.model_usage_summaries.items():
-            cur = out.setdefault(name, ModelUsageSummary())
-            cur.total_calls += m.total_calls
-            cur.total_input_tokens += m.total_input_tokens
-            cur.total_output_tokens += m.total_output_tokens
-            cur.total_cost += m.total_cost
-            cur.estimated_calls += m.estimated_calls
-        return UsageSummary(model_usage_summaries=out)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form with the totals included."""
         return {
@@ -87,6 +75,8 @@ class RLMChatCompletion(BaseModel):
     usage_summary: UsageSummary
     execution_time: float
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: The whole run as one ``SearchRecord`` (what the notebook shows and saves).
+    record: SearchRecord | None = Field(default=None, exclude=True, repr=False)
 
     def __str__(self) -> str:
         return self.response

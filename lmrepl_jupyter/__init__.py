@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmrepl.records import MIME_TYPE, SCHEMA_VERSION, SearchRecord
 from lmrepl_jupyter.magics import SRLMMagics
-from lmrepl_jupyter.record import MIME_TYPE, SCHEMA_VERSION, TrajectoryRecord
 from lmrepl_jupyter.result import SRLMResult
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SRLMMagics",
     "SRLMResult",
-    "TrajectoryRecord",
+    "SearchRecord",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

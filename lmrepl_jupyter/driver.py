@@ -2,7 +2,7 @@
 
 Worker threads (the engine's candidates and sub-calls) only ``queue.put`` events; the
 calling thread — the magic's, i.e. the cell's own thread — drains the queue, folds the
-events into the ``PanelState`` and refreshes the view in batches. It blocks until the
+events into the ``LiveState`` and refreshes the view in batches. It blocks until the
 run ends, so the final display state belongs to the cell and is saved with the
 notebook. A KeyboardInterrupt cancels the engine, waits for its threads, and still
 returns what was gathered.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lmrepl.events import Event
+from lmrepl.live import LiveState
 from lmrepl.types import RLMChatCompletion
-from lmrepl_jupyter.panel_state import PanelState
 
 _DONE = object()
 
@@ -39,17 +39,17 @@ class Engine(Protocol):
 
 
 class View(Protocol):
-    """A display of a ``PanelState`` (widget panel, rich view, or nothing)."""
+    """A display of a ``LiveState`` (widget panel, rich view, or nothing)."""
 
-    def start(self, state: PanelState) -> None:
+    def start(self, state: LiveState) -> None:
         """Show the initial state."""
         ...
 
-    def update(self, state: PanelState, now: float | None = None) -> None:
+    def update(self, state: LiveState, now: float | None = None) -> None:
         """Show the current state."""
         ...
 
-    def finish(self, state: PanelState) -> None:
+    def finish(self, state: LiveState) -> None:
         """Show the final state."""
         ...
 
@@ -57,14 +57,14 @@ class View(Protocol):
 class NullView:
     """No display at all."""
 
-    def start(self, state: PanelState) -> None:
+    def start(self, state: LiveState) -> None:
         """Nothing to show."""
 
-    def update(self, state: PanelState, now: float | None = None) -> None:
+    def update(self, state: LiveState, now: float | None = None) -> None:
         """Forget what changed; nothing to draw."""
         state.take_dirty()
 
-    def finish(self, state: PanelState) -> None:
+    def finish(self, state: LiveState) -> None:
         """Nothing to show."""
 
 
@@ -81,7 +81,7 @@ class Outcome:
 def run_with_view(
     engine: Engine,
     call: Callable[[], RLMChatCompletion],
-    state: PanelState,
+    state: LiveState,
     view: View,
     *,
     interval: float = 0.08,
@@ -132,7 +132,7 @@ def run_with_view(
     return outcome
 
 
-def _drain(events: queue.Queue[Any], state: PanelState) -> bool:
+def _drain(events: queue.Queue[Any], state: LiveState) -> bool:
     """Apply every queued event; True when the end marker was among them."""
     done = False
     while True:
@@ -148,7 +148,7 @@ def _drain(events: queue.Queue[Any], state: PanelState) -> bool:
 
 def _pump(
     events: queue.Queue[Any],
-    state: PanelState,
+    state: LiveState,
     view: View,
     interval: float,
     deadline: float | None,

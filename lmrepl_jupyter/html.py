@@ -16,13 +16,14 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from lmrepl_jupyter.panel_state import PanelState
-from lmrepl_jupyter.record import CandidateRecord, StepRecord, TrajectoryRecord
+from lmrepl.live import LiveState
+from lmrepl.records import CandidateRecord, SearchRecord, StepRecord
 
 BADGE_COLOURS = {
     "queued": "#757575",
     "running": "#1565c0",
     "done": "#2e7d32",
+    "no_answer": "#ef6c00",
     "failed": "#c62828",
     "cancelled": "#ef6c00",
     "stopped": "#6a1b9a",
@@ -93,24 +94,7 @@ def fmt_float(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def joint_score(cand: CandidateRecord) -> float | None:
-    """VC·Len as reported by the engine, else computed from VC and Len."""
-    if cand.score is not None:
-        return cand.score
-    if cand.vc is None:
-        return None
-    return cand.vc * cand.length
-
-
-def survivors(record: TrajectoryRecord) -> set[int]:
-    """Candidates in the largest cluster(s) — the ones whose scores decide."""
-    if not record.clusters:
-        return set()
-    top = max(c.votes for c in record.clusters)
-    return {m for c in record.clusters if c.votes == top for m in c.members}
-
-
-def clock(state: PanelState, now: float | None = None) -> str:
+def clock(state: LiveState, now: float | None = None) -> str:
     """Elapsed time: coarse while running (1 s, after a minute 5 s), tenths when done.
 
     The live header is re-sent only when its text changes. A coarse clock keeps a long
@@ -124,7 +108,7 @@ def clock(state: PanelState, now: float | None = None) -> str:
     return f"{int(elapsed) // step * step} s"
 
 
-def header_html(state: PanelState, now: float | None = None) -> str:
+def header_html(state: LiveState, now: float | None = None) -> str:
     """Question, status and running totals."""
     rec = state.record
     opts = RenderOptions()
@@ -155,7 +139,7 @@ def header_html(state: PanelState, now: float | None = None) -> str:
     return html
 
 
-def clusters_html(record: TrajectoryRecord) -> str:
+def clusters_html(record: SearchRecord) -> str:
     """The vote: each cluster's answer, votes and members; each survivor's scores."""
     if not record.clusters:
         if record.kind == "rlm" or record.mode == "direct":
@@ -178,7 +162,7 @@ def clusters_html(record: TrajectoryRecord) -> str:
         f"<tr><th {cell}>cluster</th><th {cell}>answer</th><th {cell}>votes</th>"
         f"<th {cell}>members</th></tr>{''.join(rows)}</table>"
     )
-    alive = sorted(survivors(record))
+    alive = record.survivors
     score_rows = []
     for idx in alive:
         if idx >= len(record.candidates):
@@ -189,7 +173,7 @@ def clusters_html(record: TrajectoryRecord) -> str:
         mark = " ★ winner" if win else ""
         score_rows.append(
             f'<tr style="{style}"><td {cell}>#{idx}{mark}</td><td {cell}>{fmt_float(cand.vc)}</td>'
-            f"<td {cell}>{cand.length}</td><td {cell}>{fmt_float(joint_score(cand), 1)}</td></tr>"
+            f"<td {cell}>{cand.length}</td><td {cell}>{fmt_float(cand.score, 1)}</td></tr>"
         )
     scores = ""
     if score_rows:
@@ -223,16 +207,16 @@ def step_html(step: StepRecord, opts: RenderOptions) -> str:
     return html
 
 
-def candidate_title_html(cand: CandidateRecord, record: TrajectoryRecord) -> str:
+def candidate_title_html(cand: CandidateRecord, record: SearchRecord) -> str:
     """Column head: index, status badge, winner mark and per-candidate counters."""
     win = record.winner == cand.index and record.winner is not None
     star = f' <b style="color:{WINNER_COLOUR};">★ winner</b>' if win else ""
     label = "trajectory" if record.kind == "rlm" else f"candidate #{cand.index}"
     facts = [f"{len(cand.steps)} steps", f"{cand.model_calls} calls"]
-    if cand.subcalls:
-        facts.append(f"{cand.subcalls} sub-calls")
-    if cand.child_runs:
-        facts.append(f"{cand.child_runs} child RLMs")
+    if subcalls := cand.subcall_count():
+        facts.append(f"{subcalls} sub-calls")
+    if children := cand.child_count():
+        facts.append(f"{children} child RLMs")
     if cand.length:
         facts.append(f"Len {cand.length}")
     if cand.vc is not None:
@@ -276,7 +260,7 @@ def column_style(winner: bool) -> str:
     )
 
 
-def panel_html(state: PanelState, opts: RenderOptions | None = None) -> str:
+def panel_html(state: LiveState, opts: RenderOptions | None = None) -> str:
     """The whole panel as one static HTML fragment."""
     opts = opts or RenderOptions()
     rec = state.record

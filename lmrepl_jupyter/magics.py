@@ -15,12 +15,17 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, validate
 
+from lmrepl import checks
+from lmrepl.config import ARGUMENTS
+from lmrepl.credentials import mask_secrets
+from lmrepl.errors import ConfigurationError
+from lmrepl.live import LiveState
 from lmrepl_jupyter.driver import NullView, Outcome, View, run_with_view
 from lmrepl_jupyter.html import RenderOptions
 from lmrepl_jupyter.options import (
@@ -29,13 +34,11 @@ from lmrepl_jupyter.options import (
     cell_magic,
     common_arguments,
     magic_arguments,
-    mask_secrets,
     model_label,
     parse_argstring,
     search_arguments,
+    to_plain,
 )
-from lmrepl_jupyter.panel_state import PanelState
-from lmrepl_jupyter.record import to_plain
 from lmrepl_jupyter.result import SRLMResult
 
 EngineFactory = Callable[[str, dict[str, Any]], Any]
@@ -116,17 +119,20 @@ class SRLMMagics(Magics):
     # Tests and embedders replace this to run something other than lmrepl's engine.
     engine_factory: EngineFactory = staticmethod(default_engine_factory)
 
-    @validate("n_candidates", "candidate_parallel", "max_iterations")
-    def _at_least_one(self, proposal: Any) -> Any:
-        if proposal["value"] < 1:
-            raise TraitError(f"{proposal['trait'].name} must be ≥ 1, got {proposal['value']}")
-        return proposal["value"]
-
-    @validate("direct_threshold", "candidate_temperature")
-    def _not_negative(self, proposal: Any) -> Any:
-        value = proposal["value"]
-        if value is not None and value < 0:
-            raise TraitError(f"{proposal['trait'].name} must be ≥ 0, got {value}")
+    @validate(
+        "n_candidates",
+        "candidate_parallel",
+        "max_iterations",
+        "direct_threshold",
+        "candidate_temperature",
+    )
+    def _engine_rule(self, proposal: Any) -> Any:
+        # The engine argument's own rule, so %config and the engine agree.
+        name, value = proposal["trait"].name, proposal["value"]
+        try:
+            checks.check(f"SRLMMagics.{name}", value, ARGUMENTS[name])
+        except ConfigurationError as exc:
+            raise TraitError(str(exc)) from None
         return value
 
     def defaults(self) -> dict[str, Any]:
@@ -192,16 +198,19 @@ class SRLMMagics(Magics):
             return panel, panel
         from lmrepl_jupyter.rich_view import RichView
 
-        return RichView(), None
+        return RichView(title=f"%%{spec.kind}"), None
 
     def _run(self, spec: RunSpec) -> SRLMResult:
         context = self._context(spec)
         try:
             engine = self.engine_factory(spec.kind, spec.engine_kwargs)
+        except ConfigurationError as exc:
+            raise UsageError(f"%%{spec.kind}: {str(exc).strip().splitlines()[0]}") from None
         except (ValueError, TypeError) as exc:
             raise UsageError(f"%%{spec.kind}: {_one_line(exc)}") from None
         n = int(spec.engine_kwargs.get("n_candidates", 1))
-        state = PanelState(kind=spec.kind, question=spec.question, n_candidates=n)
+        kind: Literal["rlm", "srlm"] = "rlm" if spec.kind == "rlm" else "srlm"
+        state = LiveState(kind=kind, question=spec.question, n_candidates=n)
         rec = state.record
         rec.started_at = time.time()  # the clock starts with the cell, not the first event
         rec.candidate_parallel = int(spec.engine_kwargs.get("candidate_parallel", 1))
@@ -236,30 +245,30 @@ class SRLMMagics(Magics):
         return result
 
 
-def _settle(state: PanelState, outcome: Outcome) -> None:
-    """Give ``state`` its final status from how the engine call ended."""
+def _settle(state: LiveState, outcome: Outcome) -> None:
+    """Give ``state`` its final record and status from how the engine call ended.
+
+    The engine's own record wins over what the events built; the magic's ``config``
+    and clock are kept.
+    """
     from lmrepl.errors import AllCandidatesFailed, RunCancelled, RunStopped
 
     comp, err = outcome.completion, outcome.error
+    started_at = state.record.started_at
+    record = comp.record if comp is not None else getattr(err, "record", None)
+    if record is not None:
+        state.replace(record)
+        state.record.started_at = started_at or state.record.started_at
     if comp is not None:
-        state.merge_metadata(comp.metadata)
-        status = "cancelled" if outcome.cancelled else str(comp.metadata.get("status") or "done")
-        if status not in ("done", "failed", "cancelled", "stopped"):
-            status = "done"
-        state.record.usage = comp.usage_summary.to_dict()
-        state.finish(status, answer=comp.response, execution_time=comp.execution_time)
+        if outcome.cancelled:
+            state.finish("cancelled", error="cancelled by the user")
+        elif record is None:  # an engine without records (a stand-in in tests)
+            state.finish("done", answer=comp.response)
     elif outcome.cancelled or isinstance(err, KeyboardInterrupt | RunCancelled):
-        if isinstance(err, RunStopped):
-            state.merge_metadata(err.metadata)
-            state.record.usage = err.usage.to_dict()
         state.finish("cancelled", error="cancelled by the user")
     elif isinstance(err, AllCandidatesFailed):
-        state.merge_metadata(err.metadata)
-        state.record.usage = err.usage.to_dict()
         state.finish("failed", error=_one_line(err))
     elif isinstance(err, RunStopped):
-        state.merge_metadata(err.metadata)
-        state.record.usage = err.usage.to_dict()
         state.finish("stopped", answer=err.partial_answer, error=_one_line(err))
     elif err is not None:
         state.finish("failed", error=_one_line(err))

@@ -17,12 +17,17 @@ from typing import Any, TypeVar, cast
 from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic as _cell_magic
+from pydantic import BaseModel
+
+from lmrepl import checks
+from lmrepl.checks import Rule
+from lmrepl.config import ARGUMENTS
+from lmrepl.errors import ConfigurationError
+from lmrepl.repl import settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EMBEDDED_MODEL = "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (embedded, llama.cpp)"
-_SECRET_WORDS = ("api_key", "apikey", "secret", "password", "passwd", "authorization")
-_SECRET_EXACT = {"token", "access_token", "auth_token", "bearer", "x-api-key", "key"}
 
 
 def _arg(*names: str, **kwargs: Any) -> Callable[[F], F]:
@@ -143,24 +148,6 @@ def search_arguments(func: F) -> F:
     )
 
 
-def is_secret(key: str) -> bool:
-    """True for keys that hold credentials (``api_key``), not for ``max_tokens``."""
-    k = key.lower().replace("-", "_")
-    return k in _SECRET_EXACT or any(k == w or k.endswith("_" + w) for w in _SECRET_WORDS)
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with every credential replaced by ``'***'``."""
-    if isinstance(value, dict):
-        return {
-            k: ("***" if isinstance(k, str) and is_secret(k) and v else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
-
-
 def model_label(backend: str, backend_kwargs: dict[str, Any]) -> str:
     """Human name of the model a configuration uses."""
     name = backend_kwargs.get("model_name") or backend_kwargs.get("model")
@@ -196,12 +183,26 @@ def _check_name(kind: str, name: str, what: str) -> None:
         raise UsageError(f"%%{kind}: {what} must be a Python name, got {name!r}")
 
 
-def _positive(kind: str, flag: str, value: float | None, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero):
-        need = "≥ 0" if allow_zero else "> 0"
-        raise UsageError(f"%%{kind}: {flag} must be {need}, got {value:g}")
+#: Options that feed one engine argument: checked by that argument's rule.
+_OPTION_RULES: dict[str, tuple[str, Rule]] = {
+    "candidates": ("-k/--candidates", ARGUMENTS["n_candidates"]),
+    "parallel": ("-p/--parallel", ARGUMENTS["candidate_parallel"]),
+    "temperature": ("-t/--temperature", ARGUMENTS["candidate_temperature"]),
+    "direct_threshold": ("--direct-threshold", ARGUMENTS["direct_threshold"]),
+    "max_iterations": ("--max-iterations", ARGUMENTS["max_iterations"]),
+    "cell_timeout": ("--cell-timeout", settings.COMMON["cell_timeout"]),
+}
+
+
+def _check_options(kind: str, args: Any) -> None:
+    for dest, (flag, rule) in _OPTION_RULES.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        try:
+            checks.check(flag, value, rule)
+        except ConfigurationError as exc:
+            raise UsageError(f"%%{kind}: {exc}") from None
 
 
 def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any]) -> RunSpec:
@@ -214,8 +215,7 @@ def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any])
     question = (cell or "").strip()
     if not question:
         raise UsageError(f"%%{kind}: the cell body is the question, and it is empty")
-    _positive(kind, "--cell-timeout", args.cell_timeout)
-    _positive(kind, "--max-iterations", args.max_iterations)
+    _check_options(kind, args)
 
     backend = args.backend or defaults["backend"]
     backend_kwargs = copy.deepcopy(dict(defaults["backend_kwargs"]))
@@ -237,40 +237,42 @@ def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any])
         backend_kwargs=backend_kwargs,
         environment=defaults["environment"],
         environment_kwargs=env_kwargs,
-        max_iterations=args.max_iterations or defaults["max_iterations"],
+        max_iterations=_given(args.max_iterations, defaults["max_iterations"]),
         verbose=False,
     )
     if kind == "srlm":
-        _search_kwargs(kind, args, defaults, kwargs)
+        _search_kwargs(args, defaults, kwargs)
     return RunSpec(kind, args.var, question, args.output, bool(args.no_panel), kwargs)
 
 
-def _search_kwargs(kind: str, args: Any, defaults: dict[str, Any], kwargs: dict[str, Any]) -> None:
-    k = args.candidates if args.candidates is not None else defaults["n_candidates"]
-    if k < 1:
-        raise UsageError(f"%%{kind}: -k/--candidates must be ≥ 1, got {k}")
-    parallel = args.parallel if args.parallel is not None else defaults["candidate_parallel"]
-    if parallel < 1:
-        raise UsageError(f"%%{kind}: -p/--parallel must be ≥ 1, got {parallel}")
-    temperature = args.temperature
-    if temperature is None:
-        temperature = defaults["candidate_temperature"]
-    if temperature is not None and temperature < 0:
-        raise UsageError(f"%%{kind}: -t/--temperature must be ≥ 0, got {temperature:g}")
-    threshold = args.direct_threshold
-    if threshold is None:
-        threshold = defaults["direct_threshold"]
-    if threshold < 0:
-        raise UsageError(f"%%{kind}: --direct-threshold must be ≥ 0, got {threshold}")
-    confidence = args.confidence
-    early_stop = args.early_stop
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _search_kwargs(args: Any, defaults: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    k = _given(args.candidates, defaults["n_candidates"])
     kwargs.update(
         n_candidates=k,
-        candidate_parallel=min(parallel, k),
-        candidate_temperature=temperature,
-        confidence_elicitation=defaults["confidence_elicitation"]
-        if confidence is None
-        else confidence,
-        direct_threshold=threshold,
-        early_stop=defaults["early_stop"] if early_stop is None else early_stop,
+        candidate_parallel=min(_given(args.parallel, defaults["candidate_parallel"]), k),
+        candidate_temperature=_given(args.temperature, defaults["candidate_temperature"]),
+        confidence_elicitation=_given(args.confidence, defaults["confidence_elicitation"]),
+        direct_threshold=_given(args.direct_threshold, defaults["direct_threshold"]),
+        early_stop=_given(args.early_stop, defaults["early_stop"]),
     )
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` as JSON data: pydantic models dumped, containers walked, the rest repr'd.
+
+    The record's ``config`` keeps the engine arguments; functions (responders, custom
+    tools) are kept as their repr.
+    """
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_plain(v) for v in value]
+    return repr(value)

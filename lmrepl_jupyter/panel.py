@@ -12,6 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from lmrepl.live import CLUSTERS, HEADER, LiveState
 from lmrepl_jupyter.html import (
     WINNER_COLOUR,
     RenderOptions,
@@ -20,7 +21,6 @@ from lmrepl_jupyter.html import (
     clusters_html,
     header_html,
 )
-from lmrepl_jupyter.panel_state import CLUSTERS, HEADER, PanelState
 
 PANEL_CLASS = "lmrepl-panel"
 COLUMN_CLASS = "lmrepl-candidate"
@@ -69,7 +69,7 @@ class CandidateColumn:
 
 
 class WidgetPanel:
-    """The candidate panel as ipywidgets, kept in step with a ``PanelState``."""
+    """The candidate panel as ipywidgets, kept in step with a ``LiveState``."""
 
     def __init__(self, options: RenderOptions | None = None) -> None:
         self.options = options or RenderOptions()
@@ -87,18 +87,18 @@ class WidgetPanel:
 
         display(self.widget)  # type: ignore[no-untyped-call]
 
-    def start(self, state: PanelState) -> None:
+    def start(self, state: LiveState) -> None:
         """Show the panel in the current cell's output."""
         from IPython.display import display
 
         self.update(state)
         display(self.widget)  # type: ignore[no-untyped-call]
 
-    def finish(self, state: PanelState) -> None:
+    def finish(self, state: LiveState) -> None:
         """Show the final state (the widgets stay, so the notebook saves them)."""
         self.update(state)
 
-    def update(self, state: PanelState, now: float | None = None) -> None:
+    def update(self, state: LiveState, now: float | None = None) -> None:
         """Bring the widgets up to date with ``state`` (call from one thread only)."""
         dirty = state.take_dirty()
         rec = state.record

@@ -13,10 +13,10 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
+from lmrepl.live import LiveState
+from lmrepl.records import MIME_TYPE, SearchRecord, parse_record
 from lmrepl.types import RLMChatCompletion, UsageSummary
 from lmrepl_jupyter.html import RenderOptions, panel_html
-from lmrepl_jupyter.panel_state import PanelState
-from lmrepl_jupyter.record import MIME_TYPE, TrajectoryRecord, parse_record
 
 
 class SRLMResult:
@@ -24,7 +24,7 @@ class SRLMResult:
 
     def __init__(
         self,
-        record: TrajectoryRecord,
+        record: SearchRecord,
         completion: RLMChatCompletion | None = None,
         panel: Any = None,
     ) -> None:
@@ -90,13 +90,11 @@ class SRLMResult:
 
     def to_json(self, indent: int | None = 1) -> str:
         """The trajectory record as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        return self.record.to_json(indent)
 
     def save(self, path: str | Path) -> Path:
         """Write the record to ``path`` as JSON; returns the path."""
-        out = Path(path)
-        out.write_text(self.to_json(), encoding="utf-8")
-        return out
+        return self.record.save(path)
 
     @classmethod
     def load(cls, path: str | Path) -> SRLMResult:
@@ -137,7 +135,7 @@ class SRLMResult:
         return f"{answer}\n{self.summary()}"
 
     def _html(self) -> str:
-        return panel_html(PanelState.from_record(self.record), RenderOptions())
+        return panel_html(LiveState.from_record(self.record), RenderOptions())
 
     def _repr_mimebundle_(
         self, include: Container[str] | None = None, exclude: Container[str] | None = None

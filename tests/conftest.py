@@ -1,4 +1,4 @@
-"""Shared fixtures: a loopback scripted model server."""
+"""Shared fixtures: a loopback scripted model server, the REPL environments."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ def scripted_server() -> Iterator[ScriptedServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["local", "kernel"])
+def environment(request: pytest.FixtureRequest) -> str:
+    """Each REPL in turn: the in-process ``local`` one and the default ``kernel``.
+
+    Engine tests whose behaviour must not depend on where the model's code runs take
+    this fixture and pass ``environment=environment`` on; the kernel is a real
+    ipykernel subprocess, never a mock.
+    """
+    return str(request.param)
 
 
 def _kernel_children() -> list[str]:

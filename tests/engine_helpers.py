@@ -26,15 +26,30 @@ def backend(server: ScriptedServer, model: str = "m") -> dict[str, Any]:
 
 
 def make_rlm(server: ScriptedServer, **kwargs: Any) -> RLM:
-    """An RLM on the local REPL against ``server``."""
+    """An RLM against ``server``; on the local REPL unless ``environment=`` says otherwise.
+
+    Engine tests pass the ``environment`` fixture so they run on both REPLs.
+    """
     kwargs.setdefault("environment", "local")
     return RLM(**backend(server), **kwargs)
 
 
 def make_srlm(server: ScriptedServer, **kwargs: Any) -> SRLM:
-    """An SRLM on the local REPL against ``server``."""
+    """An SRLM against ``server``; on the local REPL unless ``environment=`` says otherwise."""
     kwargs.setdefault("environment", "local")
     return SRLM(**backend(server), **kwargs)
+
+
+def warm_kernel(environment: str) -> None:
+    """On the kernel, wait until the pool holds a ready kernel (a no-op on the local REPL).
+
+    For runs under a short ``max_timeout``: the deadline is then spent on what the test
+    holds up (a model call, a cell), not on starting a kernel on a busy machine.
+    """
+    if environment == "kernel":
+        from lmrepl.repl.kernel_pool import default_pool
+
+        assert default_pool().wait_ready(1, timeout=60), "no warm kernel within 60 s"
 
 
 def repl(code: str, confidence: int | None = None) -> str:

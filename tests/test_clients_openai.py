@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -197,11 +198,9 @@ def test_400_not_retried(scripted_server: ScriptedServer) -> None:
 def test_timeout_retried_then_backend_error(scripted_server: ScriptedServer) -> None:
     scripted_server.script([ScriptedReply(text="late", delay=2.0)] * 2)
     client = client_for(scripted_server, timeout=0.2, max_retries=1)
-    start = time.monotonic()
     with pytest.raises(BackendError, match="timeout") as info:
-        client.complete(USER)
+        client.complete(USER)  # the server answers after 2 s: each attempt timed out
     client.close()
-    assert time.monotonic() - start < 1.5
     assert info.value.status is None
     assert len(scripted_server.requests) == 2
 
@@ -211,23 +210,22 @@ def test_call_timeout_bounds_retries(scripted_server: ScriptedServer) -> None:
         responder=lambda r: ScriptedReply(status=503, headers={"Retry-After": "5"})
     )
     client = client_for(scripted_server, max_retries=10)
-    start = time.monotonic()
-    with pytest.raises(BackendError, match="503"):
+    with pytest.raises(BackendError, match=r"503.*after 1 attempt,"):
         client.complete(USER, CallOptions(timeout=1.0))
     client.close()
-    # Sleeping 5 s would pass the 1 s deadline, so it gives up at once.
-    assert time.monotonic() - start < 0.9
+    # Sleeping 5 s would pass the 1 s deadline, so it gives up (sleeping only comes
+    # before a retry) after the one attempt.
     assert len(scripted_server.requests) == 1
 
 
 def test_call_timeout_clamps_a_slow_attempt(scripted_server: ScriptedServer) -> None:
     scripted_server.script([ScriptedReply(text="late", delay=3.0)] * 5)
     client = client_for(scripted_server, timeout=60, max_retries=4)
-    start = time.monotonic()
+    # Unclamped, the 60 s attempt would get the reply that comes after 3 s.
     with pytest.raises(BackendError, match="timeout"):
         client.complete(USER, CallOptions(timeout=0.4))
     client.close()
-    assert time.monotonic() - start < 1.0
+    assert len(scripted_server.requests) == 1
 
 
 def test_connection_refused() -> None:
@@ -277,21 +275,27 @@ def test_api_key_sent_and_placeholder(
 
 
 def test_concurrent_calls_on_one_client(scripted_server: ScriptedServer) -> None:
-    scripted_server.script(responder=lambda r: "re:" + r.messages[-1]["content"], latency=0.2)
+    # Each wave of 16 requests must be in flight at once to pass the barrier.
+    together = threading.Barrier(16, timeout=30)
+
+    def respond(req: ScriptedRequest) -> str:
+        text = req.messages[-1]["content"]
+        if text != "warm-up":
+            together.wait()
+        return "re:" + text
+
+    scripted_server.script(responder=respond)
     client = client_for(scripted_server)
-    client.complete([{"role": "user", "content": "warm-up"}])  # SDK import and TLS setup
+    client.complete([{"role": "user", "content": "warm-up"}])
     prompts = [f"prompt {i}" for i in range(32)]
-    start = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         results = list(
             pool.map(lambda p: client.complete([{"role": "user", "content": p}]).text, prompts)
         )
-    elapsed = time.perf_counter() - start
     client.close()
     assert results == [f"re:{p}" for p in prompts]
     assert len(scripted_server.requests) == 33
-    # Two waves of 16 at 200 ms; generous bound for a shared 2-core machine.
-    assert elapsed < 1.2
+    assert not together.broken
 
 
 def test_retry_helpers() -> None:

@@ -1,4 +1,8 @@
-"""RLM construction, events, callbacks, logging, persistent sessions, compaction."""
+"""RLM construction, events, callbacks, logging, persistent sessions, compaction.
+
+Every test that runs model code takes the ``environment`` fixture: the same behaviour
+is expected on the local REPL and on the (default) kernel.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ from lmrepl.testing import ScriptedRequest, ScriptedServer
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"backend": "nope"}, ValueError, "unknown backend"),
-        ({"environment": "docker"}, ValueError, "unknown environment"),
+        ({"backend": "nope"}, ValueError, "backend must be one of 'openai'"),
+        ({"environment": "docker"}, ValueError, "environment must be one of 'kernel'"),
         ({"max_iterations": 0}, ValueError, "max_iterations"),
         ({"max_budget": -1}, ValueError, "max_budget"),
         ({"max_timeout": 0}, ValueError, "max_timeout"),
@@ -40,7 +44,7 @@ from lmrepl.testing import ScriptedRequest, ScriptedServer
         ({"environment_kwargs": {"bogus": 1}}, TypeError, "bogus"),
         ({"environment_kwargs": {"cell_timeout": -1}}, ValueError, "cell_timeout"),
         ({"on_iteration_start": 5}, TypeError, "on_iteration_start"),
-        ({"other_backends": ["openai"], "other_backend_kwargs": []}, ValueError, "entries"),
+        ({"other_backends": ["openai"], "other_backend_kwargs": []}, ValueError, "one dict per"),
         ({"custom_tools": {"context": 1}}, ValueError, "reserved"),
         ({"verbose": "yes"}, TypeError, "verbose"),
     ],
@@ -48,35 +52,42 @@ from lmrepl.testing import ScriptedRequest, ScriptedServer
 def test_invalid_arguments_fail_at_construction(
     kwargs: dict[str, Any], error: type[Exception], match: str
 ) -> None:
+    # Construction only: no REPL starts, so there is no environment to vary.
     base = {"backend": "openai", "backend_kwargs": {"model_name": "m", "api_key": "k"}}
     base.update(kwargs)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as info:
         RLM(**base)
+    assert isinstance(info.value, ConfigurationError)  # one error type, one message style
 
 
 def test_unknown_argument_is_a_type_error() -> None:
+    # Construction only, like the test above.
     with pytest.raises(TypeError):
         RLM(backend="openai", backend_kwargs={"model_name": "m"}, max_iteration=3)  # type: ignore[call-arg]
 
 
-def test_missing_api_key_is_clear_before_any_repl(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_api_key_is_clear_before_any_repl(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    rlm = RLM(backend="openai", backend_kwargs={"model_name": "gpt-x"}, environment="kernel")
+    rlm = RLM(backend="openai", backend_kwargs={"model_name": "gpt-x"}, environment=environment)
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         rlm.completion("c", "q")
 
 
-def test_unreachable_server_is_clear() -> None:
+def test_unreachable_server_is_clear(environment: str) -> None:
     rlm = RLM(
         backend="openai",
         backend_kwargs={"model_name": "m", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"},
-        environment="local",
+        environment=environment,
     )
     with pytest.raises(ConfigurationError, match=r"127\.0\.0\.1:9"):
         rlm.completion("c", "q")
 
 
-def test_events_callbacks_and_logger(scripted_server: ScriptedServer, tmp_path: Path) -> None:
+def test_events_callbacks_and_logger(
+    scripted_server: ScriptedServer, tmp_path: Path, environment: str
+) -> None:
     def responder(req: ScriptedRequest) -> str:
         if not is_root(req):
             return "sub"
@@ -90,6 +101,7 @@ def test_events_callbacks_and_logger(scripted_server: ScriptedServer, tmp_path: 
     logger = RLMLogger(tmp_path)
     rlm = make_rlm(
         scripted_server,
+        environment=environment,
         logger=logger,
         on_iteration_start=lambda *a: calls.append(("it_start", a)),
         on_iteration_complete=lambda *a: calls.append(("it_done", a)),
@@ -104,7 +116,7 @@ def test_events_callbacks_and_logger(scripted_server: ScriptedServer, tmp_path: 
     assert kinds[0] is RunStarted and kinds[-1] is RunFinished
     for k in (ModelCallFinished, CellFinished, SubcallFinished, IterationFinished):
         assert k in kinds
-    confidences = [e.confidence for e in events if isinstance(e, IterationFinished)]
+    confidences = [e.step.confidence for e in events if isinstance(e, IterationFinished)]
     assert confidences == [70.0, 90.0]
     assert [c[0] for c in calls] == [
         "it_start",
@@ -123,16 +135,16 @@ def test_events_callbacks_and_logger(scripted_server: ScriptedServer, tmp_path: 
 
 
 def test_verbose_prints_progress(
-    scripted_server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+    scripted_server: ScriptedServer, capsys: pytest.CaptureFixture[str], environment: str
 ) -> None:
     scripted_server.script([repl("print('hi')"), repl("FINAL('done!')")])
-    make_rlm(scripted_server, verbose=True).completion("c", "q")
+    make_rlm(scripted_server, environment=environment, verbose=True).completion("c", "q")
     out = capsys.readouterr()
     assert "done!" in out.out + out.err
 
 
 def test_persistent_session_keeps_repl_contexts_and_history(
-    scripted_server: ScriptedServer,
+    scripted_server: ScriptedServer, environment: str
 ) -> None:
     scripted_server.script(
         [
@@ -140,12 +152,14 @@ def test_persistent_session_keeps_repl_contexts_and_history(
             repl("FINAL(saved + '|' + context_1 + '|' + str(len(history)) + history[0]['answer'])"),
         ]
     )
-    with make_rlm(scripted_server, persistent=True) as rlm:
+    with make_rlm(scripted_server, environment=environment, persistent=True) as rlm:
         assert rlm.completion("ab", "first").response == "abab"
         assert rlm.completion("cd", "second").response == "abab|cd|1abab"
 
 
-def test_compaction_summarises_long_conversations(scripted_server: ScriptedServer) -> None:
+def test_compaction_summarises_long_conversations(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     def responder(req: ScriptedRequest) -> str:
         if "Summarise the work so far" in last_user(req):
             return "SUMMARY: x is set"
@@ -157,7 +171,7 @@ def test_compaction_summarises_long_conversations(scripted_server: ScriptedServe
     rlm = RLM(
         backend="openai",
         backend_kwargs={**backend(scripted_server)["backend_kwargs"], "context_window": 2000},
-        environment="local",
+        environment=environment,
         compaction=True,
         compaction_threshold_pct=0.5,
     )
@@ -167,7 +181,9 @@ def test_compaction_summarises_long_conversations(scripted_server: ScriptedServe
     )
 
 
-def test_parallel_local_repls_do_not_mix_output(scripted_server: ScriptedServer) -> None:
+def test_parallel_repls_do_not_mix_output(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     def responder(req: ScriptedRequest) -> str:
         if turns(req) == 0:
             return repl("for i in range(200):\n    print(context, end=';')")
@@ -177,7 +193,7 @@ def test_parallel_local_repls_do_not_mix_output(scripted_server: ScriptedServer)
     results: dict[str, str] = {}
 
     def run(tag: str) -> None:
-        make_rlm(scripted_server).completion(tag, "q")
+        make_rlm(scripted_server, environment=environment).completion(tag, "q")
 
     threads = [threading.Thread(target=run, args=(f"T{i}",)) for i in range(4)]
     for t in threads:
@@ -194,7 +210,9 @@ def test_parallel_local_repls_do_not_mix_output(scripted_server: ScriptedServer)
     assert set(results) == {"T0", "T1", "T2", "T3"}
 
 
-def test_multi_megabyte_needle_by_chunked_fan_out(scripted_server: ScriptedServer) -> None:
+def test_multi_megabyte_needle_by_chunked_fan_out(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     lines = [f"line {i}: nothing here" for i in range(120_000)]
     lines[87_654] = "line 87654: the secret code is 31337"
     context = "\n".join(lines)
@@ -219,12 +237,14 @@ def test_multi_megabyte_needle_by_chunked_fan_out(scripted_server: ScriptedServe
         )
 
     scripted_server.script(responder=responder)
-    result = make_rlm(scripted_server, max_concurrent_subcalls=4).completion(context, "secret?")
+    rlm = make_rlm(scripted_server, environment=environment, max_concurrent_subcalls=4)
+    result = rlm.completion(context, "secret?")
     assert result.response == "31337"
     assert len(result.metadata["subcalls"]) == -(-len(context) // 250_000)
 
 
 def test_kernel_settings_are_checked_at_construction() -> None:
+    # Kernel only: interrupt_grace is a setting of the kernel REPL alone.
     with pytest.raises(ValueError, match="interrupt_grace"):
         RLM(
             backend="openai",

@@ -1,9 +1,12 @@
-"""llm_query / rlm_query and their batched forms, through the real loop and server."""
+"""llm_query / rlm_query and their batched forms, through the real loop and server.
+
+Every test runs on both REPLs (the ``environment`` fixture). Concurrency is shown with
+barriers that the concurrent calls must all reach, never with a wall-clock threshold.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 
 from engine_helpers import backend, is_root, last_user, make_rlm, repl, turns
 
@@ -12,11 +15,13 @@ from lmrepl.testing import ScriptedReply, ScriptedRequest, ScriptedServer
 
 
 def test_batched_calls_keep_order_and_bounded_concurrency(
-    scripted_server: ScriptedServer,
+    scripted_server: ScriptedServer, environment: str
 ) -> None:
     active = 0
     peak = 0
     lock = threading.Lock()
+    # 12 prompts, 3 at a time: each wave of 3 must be in flight together to pass.
+    wave = threading.Barrier(3, timeout=30)
 
     def responder(req: ScriptedRequest) -> str:
         nonlocal active, peak
@@ -28,19 +33,24 @@ def test_batched_calls_keep_order_and_bounded_concurrency(
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.05)
-        with lock:
-            active -= 1
+        try:
+            wave.wait()
+        finally:
+            with lock:
+                active -= 1
         return "r" + last_user(req)[1:]
 
     scripted_server.script(responder=responder)
-    result = make_rlm(scripted_server, max_concurrent_subcalls=3).completion("c", "q")
+    rlm = make_rlm(scripted_server, environment=environment, max_concurrent_subcalls=3)
+    result = rlm.completion("c", "q")
     assert result.response == ",".join(f"r{i}" for i in range(12))
     assert peak == 3
     assert len(result.metadata["subcalls"]) == 12
 
 
-def test_one_failed_prompt_is_an_error_string_in_its_slot(scripted_server: ScriptedServer) -> None:
+def test_one_failed_prompt_is_an_error_string_in_its_slot(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     def responder(req: ScriptedRequest) -> str | ScriptedReply:
         if is_root(req):
             return [
@@ -52,14 +62,14 @@ def test_one_failed_prompt_is_an_error_string_in_its_slot(scripted_server: Scrip
         return last_user(req)
 
     scripted_server.script(responder=responder)
-    result = make_rlm(scripted_server).completion("c", "q")
+    result = make_rlm(scripted_server, environment=environment).completion("c", "q")
     assert result.response == "['ok1', 'Error:', 'ok2']"
     errors = [s for s in result.metadata["subcalls"] if s["error"]]
     assert len(errors) == 1 and "400" in errors[0]["error"]
 
 
 def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
-    scripted_server: ScriptedServer,
+    scripted_server: ScriptedServer, environment: str
 ) -> None:
     seen_child_system: list[str] = []
 
@@ -75,7 +85,9 @@ def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
         ][turns(req)]
 
     scripted_server.script(responder=responder)
-    rlm = make_rlm(scripted_server, child_system_prompt="CHILD-PROMPT", max_depth=1)
+    rlm = make_rlm(
+        scripted_server, environment=environment, child_system_prompt="CHILD-PROMPT", max_depth=1
+    )
     result = rlm.completion("c", "q")
     assert result.response == "False:SUB TASK"
     assert seen_child_system
@@ -87,18 +99,22 @@ def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
     assert "FINAL(" in child["steps"][0]["code"]
 
 
-def test_rlm_query_at_max_depth_is_a_plain_call(scripted_server: ScriptedServer) -> None:
+def test_rlm_query_at_max_depth_is_a_plain_call(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     def responder(req: ScriptedRequest) -> str:
         if is_root(req):
             return [repl("r = rlm_query('plain please')"), repl("FINAL(r)")][turns(req)]
         return "plain:" + last_user(req)
 
     scripted_server.script(responder=responder)
-    result = make_rlm(scripted_server, max_depth=0).completion("c", "q")
+    result = make_rlm(scripted_server, environment=environment, max_depth=0).completion("c", "q")
     assert result.response == "plain:plain please"
 
 
-def test_child_max_iterations_bounds_children(scripted_server: ScriptedServer) -> None:
+def test_child_max_iterations_bounds_children(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     child_calls = 0
 
     def responder(req: ScriptedRequest) -> str:
@@ -109,27 +125,43 @@ def test_child_max_iterations_bounds_children(scripted_server: ScriptedServer) -
         return [repl("r = rlm_query('t')"), repl("FINAL(r)")][turns(req)]
 
     scripted_server.script(responder=responder)
-    make_rlm(scripted_server, child_max_iterations=2).completion("c", "q")
+    make_rlm(scripted_server, environment=environment, child_max_iterations=2).completion("c", "q")
     assert child_calls == 3  # two iterations and the one final request
 
 
-def test_rlm_query_batched_children_in_parallel(scripted_server: ScriptedServer) -> None:
+def test_rlm_query_batched_children_in_parallel(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
+    # Each child's cell calls meet(), which returns only once all four children are in
+    # it at the same time: children run one after another would break the barrier.
+    together = threading.Barrier(4, timeout=30)
+
+    def meet() -> str:
+        """Wait for the sibling children."""
+        together.wait()
+        return "!"
+
     def responder(req: ScriptedRequest) -> str:
         if "helper working" in req.messages[0]["content"]:
-            time.sleep(0.1)
-            return repl("FINAL(context * 2)")
+            return repl("FINAL(context * 2 + meet())")
         return [repl("out = rlm_query_batched(['a', 'b', 'c', 'd'])"), repl("FINAL(''.join(out))")][
             turns(req)
         ]
 
     scripted_server.script(responder=responder)
-    started = time.perf_counter()
-    result = make_rlm(scripted_server, max_concurrent_subcalls=4).completion("c", "q")
-    assert result.response == "aabbccdd"
-    assert time.perf_counter() - started < 0.4 * 4  # children overlapped
+    rlm = make_rlm(
+        scripted_server,
+        environment=environment,
+        max_concurrent_subcalls=4,
+        custom_tools={"meet": meet},
+    )
+    result = rlm.completion("c", "q")
+    assert result.response == "aa!bb!cc!dd!"
+    assert not together.broken
+    assert len(result.metadata["children"]) == 4
 
 
-def test_other_backends_serve_subcalls(scripted_server: ScriptedServer) -> None:
+def test_other_backends_serve_subcalls(scripted_server: ScriptedServer, environment: str) -> None:
     with ScriptedServer(responder=lambda r: "from-other") as other:
         scripted_server.script(
             responder=lambda req: (
@@ -144,6 +176,7 @@ def test_other_backends_serve_subcalls(scripted_server: ScriptedServer) -> None:
         kw = backend(other, model="small")
         rlm = make_rlm(
             scripted_server,
+            environment=environment,
             other_backends=[kw["backend"]],
             other_backend_kwargs=[kw["backend_kwargs"]],
         )
@@ -154,12 +187,13 @@ def test_other_backends_serve_subcalls(scripted_server: ScriptedServer) -> None:
 
 
 def test_unknown_submodel_is_an_error_when_there_is_a_choice(
-    scripted_server: ScriptedServer,
+    scripted_server: ScriptedServer, environment: str
 ) -> None:
     with ScriptedServer() as other:
         kw = backend(other, model="small")
         rlm = make_rlm(
             scripted_server,
+            environment=environment,
             other_backends=[kw["backend"]],
             other_backend_kwargs=[kw["backend_kwargs"]],
         )
@@ -170,7 +204,9 @@ def test_unknown_submodel_is_an_error_when_there_is_a_choice(
     assert "runtime.py" not in feedback  # lmrepl's own frames are not shown
 
 
-def test_any_submodel_name_uses_the_only_model(scripted_server: ScriptedServer) -> None:
+def test_any_submodel_name_uses_the_only_model(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
     scripted_server.script(
         responder=lambda req: (
             [repl("r = llm_query('x', model='gpt-4')"), repl("FINAL(r)")][turns(req)]
@@ -178,10 +214,13 @@ def test_any_submodel_name_uses_the_only_model(scripted_server: ScriptedServer) 
             else "only-model"
         )
     )
-    assert make_rlm(scripted_server).completion("c", "q").response == "only-model"
+    assert (
+        make_rlm(scripted_server, environment=environment).completion("c", "q").response
+        == "only-model"
+    )
 
 
-def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer) -> None:
+def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer, environment: str) -> None:
     def lookup(key: str) -> str:
         """Look a key up in the host's table."""
         return {"k": "v"}[key]
@@ -189,6 +228,7 @@ def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer) -> None:
     scripted_server.script([repl("FINAL(lookup('k') + str(LIMIT))")])
     rlm = make_rlm(
         scripted_server,
+        environment=environment,
         custom_tools={"lookup": lookup, "LIMIT": {"tool": 3, "description": "a number"}},
     )
     assert rlm.completion("c", "q").response == "v3"
@@ -196,7 +236,7 @@ def test_custom_tools_and_sub_tools(scripted_server: ScriptedServer) -> None:
     assert "lookup" in system and "Look a key up" in system and "a number" in system
 
 
-def test_usage_counts_every_depth(scripted_server: ScriptedServer) -> None:
+def test_usage_counts_every_depth(scripted_server: ScriptedServer, environment: str) -> None:
     def responder(req: ScriptedRequest) -> str:
         if "helper working" in req.messages[0]["content"]:
             return repl("FINAL(llm_query('leaf'))")
@@ -205,22 +245,25 @@ def test_usage_counts_every_depth(scripted_server: ScriptedServer) -> None:
         return [repl("r = rlm_query('t')"), repl("FINAL(r)")][turns(req)]
 
     scripted_server.script(responder=responder)
-    result = RLM(**backend(scripted_server), environment="local", max_depth=2).completion("c", "q")
+    result = RLM(**backend(scripted_server), environment=environment, max_depth=2).completion(
+        "c", "q"
+    )
     assert result.response == "leaf-answer"
     # root 2 calls + child 1 call + the child's llm_query 1 call
     assert result.usage_summary.model_usage_summaries["m"].total_calls == 4
 
 
 def test_model_choice_is_advertised_only_with_several_models(
-    scripted_server: ScriptedServer,
+    scripted_server: ScriptedServer, environment: str
 ) -> None:
     scripted_server.script([repl("FINAL(1)"), repl("FINAL(1)")])
-    make_rlm(scripted_server).completion("c", "q")
+    make_rlm(scripted_server, environment=environment).completion("c", "q")
     assert "model=NAME" not in scripted_server.model_requests()[0].messages[0]["content"]
     with ScriptedServer() as other:
         kw = backend(other, model="small")
         make_rlm(
             scripted_server,
+            environment=environment,
             other_backends=[kw["backend"]],
             other_backend_kwargs=[kw["backend_kwargs"]],
         ).completion("c", "q")

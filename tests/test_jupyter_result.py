@@ -7,29 +7,30 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_jupyter_panel_state import search_events
+from recorded import FILES, record
 
+from lmrepl.live import LiveState
+from lmrepl.records import SCHEMA_VERSION, json_schema
 from lmrepl.types import ModelUsageSummary, RLMChatCompletion, UsageSummary
 from lmrepl_jupyter import MIME_TYPE, SRLMResult
-from lmrepl_jupyter.panel_state import PanelState
-from lmrepl_jupyter.record import trajectory_json_schema
 
 
-def make_result(question: str = "q?") -> SRLMResult:
-    state = PanelState(kind="srlm", question=question, n_candidates=3)
-    state.apply_all(search_events(["42", "42", "<b>41</b>"], winner=1))
+def make_result(question: str | None = None) -> SRLMResult:
+    rec = record("srlm_search")
+    if question is not None:
+        rec.question = question
     usage = UsageSummary(
-        model_usage_summaries={"m": ModelUsageSummary(total_calls=3, total_output_tokens=30)}
+        model_usage_summaries={"m": ModelUsageSummary(total_calls=7, total_output_tokens=112)}
     )
     comp = RLMChatCompletion(
         root_model="m",
-        response="42",
+        response=rec.answer or "",
         usage_summary=usage,
         execution_time=2.5,
-        metadata={"mode": "rlm", "winner": 1},
+        metadata=rec.model_dump(),
+        record=rec,
     )
-    state.finish("done", answer="42", execution_time=2.5)
-    return SRLMResult(state.record, comp)
+    return SRLMResult(rec, comp)
 
 
 def test_mimebundle_has_the_three_types() -> None:
@@ -37,36 +38,42 @@ def test_mimebundle_has_the_three_types() -> None:
     bundle = res._repr_mimebundle_()
     assert set(bundle) == {MIME_TYPE, "text/html", "text/plain"}
     assert MIME_TYPE == "application/vnd.lmrepl.trajectory+json"
-    record = bundle[MIME_TYPE]
-    assert record["schema_version"] == "1"
-    json.dumps(record)  # plain JSON data
+    data = bundle[MIME_TYPE]
+    assert data["schema_version"] == SCHEMA_VERSION
+    json.dumps(data)  # plain JSON data
     plain = bundle["text/plain"]
-    assert plain.splitlines()[0] == "42"
-    assert "winner #1 (2/3 votes)" in plain and "srlm done" in plain
+    assert plain.splitlines()[0] == "42.0"
+    assert "winner #1 (2/2 votes)" in plain and "srlm done" in plain
     assert set(res._repr_mimebundle_(include={"text/plain"})) == {"text/plain"}
     assert "text/html" not in res._repr_mimebundle_(exclude={"text/html"})
 
 
 def test_record_validates_against_the_published_schema() -> None:
-    record = make_result().to_dict()
-    jsonschema.validate(record, trajectory_json_schema())
-    assert record["kind"] == "srlm" and record["winner"] == 1
-    assert [c["index"] for c in record["candidates"]] == [0, 1, 2]
-    cand = record["candidates"][0]
+    data = make_result().to_dict()
+    jsonschema.validate(data, json_schema())
+    assert data["kind"] == "srlm" and data["winner"] == 1
+    assert [c["index"] for c in data["candidates"]] == [0, 1, 2]
+    cand = data["candidates"][0]
     for key in ("status", "answer", "cluster", "vc", "length", "score", "steps", "error"):
         assert key in cand
-    assert set(record["candidates"][0]["steps"][0]) >= {"code", "output", "confidence"}
-    assert record["clusters"][0] == {"answer": "42", "members": [0, 1], "votes": 2}
+    assert set(cand["steps"][0]) >= {"code", "output", "confidence"}
+    assert cand["children"][0]["depth"] == 1 and cand["subcalls"][0]["function"] == "llm_query"
+    assert data["clusters"][0] == {
+        "answer": "42",
+        "members": [0, 1],
+        "votes": 2,
+        "normalized": "42",
+    }
 
 
 def test_result_attributes() -> None:
     res = make_result()
-    assert res.answer == "42" and res.winner == 1 and res.status == "done"
-    assert len(res.candidates) == 3 and res.clusters[1]["votes"] == 1
+    assert res.answer == "42.0" and res.winner == 1 and res.status == "done"
+    assert len(res.candidates) == 3 and res.clusters[0]["votes"] == 2
     assert res.metadata["mode"] == "rlm"
-    assert res.usage is not None and res.usage.total_output_tokens == 30
+    assert res.usage is not None and res.usage.total_output_tokens == 112
     assert res.execution_time == 2.5
-    assert str(res) == "42"
+    assert str(res) == "42.0"
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -75,7 +82,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     back = SRLMResult.load(path)
     assert back.to_dict() == res.to_dict()
     assert back.completion is None and back.usage is None
-    assert back.execution_time == 2.5
+    assert back.execution_time == res.record.execution_time
     assert back._repr_mimebundle_()["text/html"] == res._repr_mimebundle_()["text/html"]
 
 
@@ -88,8 +95,18 @@ def test_load_refuses_a_foreign_schema_version(tmp_path: Path) -> None:
         SRLMResult.load(p)
 
 
+def test_a_schema_1_record_still_loads() -> None:
+    """Notebooks saved before schema 2 counted sub-calls and children per candidate."""
+    old = json.loads((FILES / "schema1_record.json").read_text("utf-8"))
+    assert old["schema_version"] == "1"
+    res = SRLMResult.from_dict(old)
+    assert res.record.schema_version == SCHEMA_VERSION
+    assert res.winner == old["winner"] and len(res.candidates) == len(old["candidates"])
+
+
 def test_static_html_is_escaped_and_has_no_script() -> None:
     res = make_result(question="<script>alert(1)</script> what?")
+    res.record.candidates[0].answer = "<b>41</b>"
     html = res._repr_mimebundle_()["text/html"]
     assert "<script" not in html.lower()
     assert "&lt;script&gt;" in html
@@ -100,7 +117,7 @@ def test_static_html_is_escaped_and_has_no_script() -> None:
 
 
 def test_failed_result_summary() -> None:
-    state = PanelState(kind="srlm", question="q", n_candidates=2)
+    state = LiveState(kind="srlm", question="q", n_candidates=2)
     state.finish("failed", error="BackendError: connection refused")
     res = SRLMResult(state.record)
     assert res.answer is None and res.status == "failed"

@@ -1,9 +1,13 @@
-"""Hard timeouts, kernel death and recovery, on real kernels (each case bounded)."""
+"""Hard timeouts, kernel death and recovery, on real kernels.
+
+No wall-clock assertions: how a cell ended shows in its status (an interrupt keeps the
+kernel, a kill restarts it); pytest-timeout is the only clock. How long each takes is
+measured by ``benchmarks/stopping.py``.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,22 +20,26 @@ pytestmark = pytest.mark.timeout(180)
 
 TIMEOUT = 1.0
 GRACE = 1.0
-# Timeout + grace + a restart from the warm pool, with room for a loaded 2-core machine.
-BOUND = TIMEOUT + GRACE + 6.0
 
 
 class SlowBridge:
-    """``llm_query('slow')`` takes 2 s; anything else answers at once."""
+    """``llm_query('slow')`` answers only once ``llm_query('release')`` lets it go."""
 
     def __init__(self) -> None:
+        self.release = threading.Event()
         self.finished = threading.Event()
 
     def call(self, fn: str, payload: dict[str, Any]) -> Any:
-        if payload.get("prompt") == "slow":
-            time.sleep(2.0)
+        prompt = payload.get("prompt")
+        if prompt == "slow":
+            self.release.wait(30)
             self.finished.set()
             return "LATE"
-        return f"fast:{payload.get('prompt')}"
+        if prompt == "release":
+            self.release.set()
+            assert self.finished.wait(10)
+            return "released"
+        return f"fast:{prompt}"
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +59,13 @@ def repl(pool: KernelPool) -> Iterator[KernelREPL]:
     r.close()
 
 
-def _timed(repl: KernelREPL, code: str) -> tuple[Any, float]:
-    t0 = time.monotonic()
-    res = repl.execute(code)
-    return res, time.monotonic() - t0
-
-
 @pytest.mark.parametrize("code", ["while True:\n    pass", "import time\ntime.sleep(60)"])
 def test_interruptible_code_times_out_and_keeps_state(repl: KernelREPL, code: str) -> None:
     repl.execute("kept = 41")
     pid = repl.pid
-    res, took = _timed(repl, code)
+    res = repl.execute(code)
+    # Interrupted within the grace, not killed: same kernel, state kept.
     assert res.status == "timeout"
-    assert took < TIMEOUT + GRACE
     assert res.notice is not None and "timed out" in res.notice
     assert repl.pid == pid
     assert repl.execute("kept + 1").display == "42"
@@ -82,9 +84,8 @@ def test_stuck_kernel_is_killed_and_restarted(repl: KernelREPL, code: str) -> No
     repl.set_tools({"LIMIT": 3})
     repl.execute("lost = 1")
     old_pid = repl.pid
-    res, took = _timed(repl, code)
+    res = repl.execute(code)  # would run for hours (or for ever) unless killed
     assert res.status == "restarted"
-    assert took < BOUND
     assert res.notice is not None
     assert "killed" in res.notice and "LOST" in res.notice and "context_0" in res.notice
     assert repl.pid != old_pid
@@ -94,9 +95,9 @@ def test_stuck_kernel_is_killed_and_restarted(repl: KernelREPL, code: str) -> No
 
 def test_kernel_death_is_detected(repl: KernelREPL) -> None:
     old_pid = repl.pid
-    res, took = _timed(repl, "import os\nos._exit(1)")
+    res = repl.execute("import os\nos._exit(1)")
+    # Seen as a death, not waited out as a timeout (that would read "timeout"/"restarted").
     assert res.status == "died"
-    assert took < 6.0
     assert res.notice is not None and "died" in res.notice and "LOST" in res.notice
     assert repl.pid != old_pid
     assert repl.execute("context").display == "'the context'"
@@ -119,10 +120,14 @@ def test_late_host_call_result_is_dropped(repl: KernelREPL) -> None:
     repl.session.bridges[0] = bridge
     res = repl.execute("llm_query('slow')")
     assert res.status == "timeout"
-    # The slow call now finishes on the host while the next cell's calls run.
-    res = repl.execute("[llm_query('a') for _ in range(3)] + [__import__('time').sleep(0.5)]")
-    assert res.display == "['fast:a', 'fast:a', 'fast:a', None]"
-    assert bridge.finished.wait(5)
+    # The next cell lets the slow call finish on the host, then makes calls of its own:
+    # the late "LATE" must not be taken for the answer to any of them.
+    res = repl.execute(
+        "[llm_query('release')] + [llm_query('a') for _ in range(3)]"
+        " + [__import__('time').sleep(0.5)]"
+    )
+    assert res.display == "['released', 'fast:a', 'fast:a', 'fast:a', None]"
+    assert bridge.finished.is_set()
     assert repl.execute("llm_query('b')").display == "'fast:b'"
 
 

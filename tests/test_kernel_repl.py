@@ -44,8 +44,10 @@ def repl() -> Iterator[KernelREPL]:
 
 def test_kwargs_are_validated() -> None:
     assert "cell_timeout" in KERNEL_ENVIRONMENT_KWARGS
-    with pytest.raises(ValueError, match="unknown kernel environment_kwargs"):
+    with pytest.raises(ValueError, match="unknown environment_kwargs 'no_such_option'"):
         KernelREPL(no_such_option=1)
+    with pytest.raises(ValueError, match=r"'cel_timeout' \(did you mean 'cell_timeout'\?\)"):
+        KernelREPL(cel_timeout=1)
     with pytest.raises(ValueError, match="cell_timeout"):
         KernelREPL(cell_timeout=-1)
     with pytest.raises(ValueError, match="child_repls"):
@@ -144,6 +146,31 @@ def test_user_variables(repl: KernelREPL) -> None:
     names = repl.user_variables()
     assert names["my_list"] == "list"
     assert "_hidden" not in names and "llm_query" not in names and "open" not in names
+
+
+def test_kernel_side_modules_stay_out_of_the_user_namespace(repl: KernelREPL) -> None:
+    helpers = [
+        "lmrepl_kernel",
+        "kernel_protocol",
+        "kernel_agent",
+        "protocol",
+        "Agent",
+        "boot",
+        "pkg",
+        "modules",
+        "filename",
+        "source",
+        "MARKER",
+        "POLL_MIME",
+    ]
+    assert repl.execute(f"[n for n in {helpers!r} if n in globals()]").display == "[]"
+    assert not set(helpers) & set(repl.user_variables())
+    # The agent's relative import found the protocol module the bootstrap installed.
+    code = (
+        "__import__('sys').modules['lmrepl_kernel.kernel_agent'].protocol "
+        "is __import__('sys').modules['lmrepl_kernel.kernel_protocol']"
+    )
+    assert repl.execute(code).display == "True"
 
 
 def _check_contexts(r: KernelREPL) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lmrepl.repl.kernel_pool import start_kernel
+from lmrepl.repl.kernel_launch import start_kernel
 
 
 def test_prints_still_reach_later_cells_after_a_local_run() -> None:

@@ -7,48 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from engine_helpers import make_rlm, repl
+from recorded import events
 
 from lmrepl import events as ev
 from lmrepl.logger import RLMLogger, read_log
-
-
-def _run(
-    run_id: str, candidate: int | None = None, context_info: str = "str, 10 chars"
-) -> list[ev.Event]:
-    return [
-        ev.RunStarted(
-            run_id=run_id,
-            candidate=candidate,
-            question="How many?",
-            context_info=context_info,
-            backend="replay",
-            model="m",
-            environment="local",
-        ),
-        ev.IterationStarted(run_id=run_id, candidate=candidate, iteration=1),
-        ev.CellStarted(
-            run_id=run_id, candidate=candidate, iteration=1, index=0, code="len(context)"
-        ),
-        ev.CellFinished(
-            run_id=run_id,
-            candidate=candidate,
-            iteration=1,
-            index=0,
-            code="len(context)",
-            output="10",
-            status="ok",
-        ),
-        ev.IterationFinished(
-            run_id=run_id,
-            candidate=candidate,
-            iteration=1,
-            reply="```repl\nlen(context)\n```",
-            confidence=80.0,
-        ),
-        ev.RunFinished(
-            run_id=run_id, candidate=candidate, status="done", answer="10", iterations=1
-        ),
-    ]
+from lmrepl.testing import ScriptedServer
 
 
 def test_file_name_pattern_and_round_trip(tmp_path: Path) -> None:
@@ -56,7 +20,7 @@ def test_file_name_pattern_and_round_trip(tmp_path: Path) -> None:
     assert re.fullmatch(r"demo_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{8}\.jsonl", logger.path.name)
     assert logger.path.exists()
     assert logger.log_file_path == str(logger.path)
-    sent = _run("r1")
+    sent = events("rlm_run")
     for e in sent:
         logger(e)
     logger.close()
@@ -68,37 +32,31 @@ def test_file_name_pattern_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_candidate_events_also_get_their_own_file(tmp_path: Path) -> None:
+    sent = events("srlm_search")
     with RLMLogger(tmp_path) as logger:
-        logger(
-            ev.SearchStarted(
-                run_id="s", mode="rlm", n_candidates=2, candidate_parallel=2, question="q"
-            )
-        )
-        c0, c1 = _run("a", candidate=0), _run("b", candidate=1)
-        for x, y in zip(c0, c1, strict=True):
-            logger(x)
-            logger(y)
-        logger(ev.SearchFinished(run_id="s", answer="10", winner=0))
-    assert logger.paths == [logger.path, logger.candidate_path(0), logger.candidate_path(1)]
+        for e in sent:
+            logger(e)
+    paths = [logger.path, *(logger.candidate_path(i) for i in range(3))]
+    assert logger.paths == paths
     assert logger.candidate_path(1).name.endswith("_cand1.jsonl")
-    main = read_log(logger.path)
-    assert len(main) == 2 + len(c0) + len(c1)  # the main file has everything
-    assert read_log(logger.candidate_path(0)) == c0
-    assert read_log(logger.candidate_path(1)) == c1
+    assert read_log(logger.path) == sent  # the main file has everything
+    for i in range(3):
+        assert read_log(logger.candidate_path(i)) == [e for e in sent if e.candidate == i]
 
 
-def test_log_grows_with_trajectory_not_context(tmp_path: Path) -> None:
-    big = "context: str of 50,000,000 chars, first lines: " + "x" * 200_000
+def test_log_grows_with_trajectory_not_context(
+    tmp_path: Path, scripted_server: ScriptedServer
+) -> None:
+    big = "0123456789abcdefghij" * 100_000  # 2 MB
+    steps = [repl(f"x{i} = len(context)\nprint(x{i})") for i in range(19)]
+    scripted_server.script([*steps, repl("FINAL(x0)")])
     logger = RLMLogger(tmp_path)
-    logger(_run("r", context_info=big)[0])
-    for i in range(1, 21):
-        logger(ev.IterationStarted(run_id="r", iteration=i))
-        logger(ev.IterationFinished(run_id="r", iteration=i, reply=f"step {i}", confidence=50.0))
-    logger(ev.RunFinished(run_id="r", status="done", answer="x", iterations=20))
+    make_rlm(scripted_server, logger=logger).completion(big, "How long?")
     logger.close()
     text = logger.path.read_text(encoding="utf-8")
-    assert text.count(big) == 1
-    assert len(text) < len(big) + 20_000
+    assert big[:1000] not in text
+    assert len(text) < 200_000  # 20 steps of a few KB each, whatever the context size
+    assert sum(isinstance(e, ev.IterationFinished) for e in read_log(logger.path)) == 20
 
 
 def test_eight_threads_write_whole_lines(tmp_path: Path) -> None:
@@ -154,12 +112,13 @@ def test_works_as_bus_subscriber(tmp_path: Path) -> None:
     bus = ev.EventBus()
     logger = RLMLogger(tmp_path)
     unsubscribe = bus.subscribe(logger)
-    for e in _run("r"):
+    sent = events("rlm_run")
+    for e in sent:
         bus.publish(e)
     unsubscribe()
     bus.publish(ev.IterationStarted(run_id="r", iteration=9))
     logger.close()
-    assert len(read_log(logger.path)) == 6
+    assert read_log(logger.path) == sent
 
 
 def test_bad_file_name(tmp_path: Path) -> None:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 from pydantic import ValidationError
 
-from lmrepl.scoring import (
-    MIN_CONFIDENCE,
-    CandidateScore,
-    Selection,
-    candidate_record,
-    clusters_record,
-    joint_score,
-    select_winner,
-    step_record,
-    vc_score,
-)
+from lmrepl.records import CandidateRecord
+from lmrepl.scoring import MIN_CONFIDENCE, Selection, joint_score, select_winner, vc_score
 
 
 def test_vc_sums_logs() -> None:
@@ -66,8 +56,8 @@ def test_joint_score() -> None:
 
 def _c(
     index: int, answer: str | None, vc: float | None, length: int, status: str = "done"
-) -> CandidateScore:
-    return CandidateScore.model_validate(
+) -> CandidateRecord:
+    return CandidateRecord.model_validate(
         {"index": index, "answer": answer, "vc": vc, "length": length, "status": status}
     )
 
@@ -170,9 +160,9 @@ def test_duplicate_indices_rejected() -> None:
 
 def test_length_must_be_tokens() -> None:
     with pytest.raises(ValidationError):
-        CandidateScore(index=0, answer="x", length=-1)
+        CandidateRecord(index=0, answer="x", length=-1)
     with pytest.raises(ValidationError):
-        CandidateScore.model_validate({"index": 0, "answer": "x", "length": 1.5})
+        CandidateRecord.model_validate({"index": 0, "answer": "x", "length": 1.5})
 
 
 def test_selection_is_independent_of_candidate_order() -> None:
@@ -186,34 +176,6 @@ def test_selection_is_independent_of_candidate_order() -> None:
     b = select_winner(list(reversed(cands)))
     assert a.winner == b.winner == 0
     assert a.clusters == b.clusters
-
-
-def test_metadata_records() -> None:
-    cands = [_c(0, "42", -0.7, 120), _c(1, "42.0", -0.2, 100), _c(2, None, None, 30, "failed")]
-    sel = select_winner(cands)
-    steps = [step_record("print(1)", "1", 80.0), step_record("FINAL(42)", "", None)]
-    rec = candidate_record(cands[1], sel, usage={"total_calls": 2}, steps=steps)
-    assert rec == {
-        "index": 1,
-        "status": "done",
-        "answer": "42.0",
-        "cluster": 0,
-        "vc": -0.2,
-        "length": 100,
-        "score": pytest.approx(-20.0),
-        "usage": {"total_calls": 2},
-        "error": None,
-        "steps": [
-            {"code": "print(1)", "output": "1", "confidence": 80.0},
-            {"code": "FINAL(42)", "output": "", "confidence": None},
-        ],
-    }
-    failed = candidate_record(cands[2], sel, error="BackendError: 500")
-    assert failed["cluster"] is None and failed["score"] is None
-    assert failed["error"] == "BackendError: 500" and failed["steps"] == []
-    assert clusters_record(sel) == [{"answer": "42", "members": [0, 1], "votes": 2}]
-    assert clusters_record(sel.clusters) == clusters_record(sel)
-    json.dumps({"candidates": [rec, failed], "clusters": clusters_record(sel)})
 
 
 def test_selection_model_round_trips() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from engine_helpers import by_request_order, make_srlm, repl, turns
@@ -147,26 +146,40 @@ def test_candidate_temperature_reaches_the_server(scripted_server: ScriptedServe
 
 
 def test_candidates_run_in_parallel(scripted_server: ScriptedServer) -> None:
-    scripted_server.script(responder=lambda req: repl("FINAL('p')"), latency=0.3)
-    started = time.perf_counter()
-    make_srlm(scripted_server, n_candidates=4, candidate_parallel=4).completion("c", "q")
-    assert time.perf_counter() - started < 0.3 * 4 * 0.75
+    # Every candidate's first request waits for the other three: only 4 at once pass.
+    together = threading.Barrier(4, timeout=30)
+
+    def respond(req: ScriptedRequest) -> str:
+        if turns(req) == 0:
+            together.wait()
+        return repl("FINAL('p')")
+
+    scripted_server.script(responder=respond)
+    result = make_srlm(scripted_server, n_candidates=4, candidate_parallel=4).completion("c", "q")
+    assert [c["status"] for c in result.metadata["candidates"]] == ["done"] * 4
+    assert not together.broken
 
 
 def test_early_stop_cancels_the_rest(scripted_server: ScriptedServer) -> None:
-    # Three quick agreeing candidates; a fourth that keeps working slowly.
-    def by_order(n: int) -> ScriptedReply:
+    # Three candidates agree; the fourth is stuck in a model call until the test ends.
+    release = threading.Event()
+
+    def by_order(n: int) -> str:
         if n <= 3:
-            return ScriptedReply(text=repl("FINAL('agreed')"), delay=0.05 * n)
-        return ScriptedReply(text=repl("x = 1"), delay=0.3)
+            return repl("FINAL('agreed')")
+        release.wait(60)
+        return repl("x = 1")
 
     scripted_server.script(responder=by_request_order(by_order))
     srlm = make_srlm(
         scripted_server, n_candidates=4, candidate_parallel=4, early_stop=True, max_iterations=20
     )
-    started = time.perf_counter()
-    meta = srlm.completion("c", "q").metadata
-    assert time.perf_counter() - started < 3.0
+
+    try:
+        meta = srlm.completion("c", "q").metadata
+        assert not release.is_set()  # it returned while the fourth call was still held
+    finally:
+        release.set()
     statuses = sorted(c["status"] for c in meta["candidates"])
     assert statuses == ["cancelled", "done", "done", "done"]
     assert meta["candidates"][meta["winner"]]["answer"] == "agreed"

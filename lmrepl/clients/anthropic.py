@@ -26,23 +26,6 @@ from lmrepl.errors import BackendError, ConfigurationError
 #: Sent first when a conversation would otherwise open with an assistant turn.
 LEADING_USER_MESSAGE = "Continue."
 
-ANTHROPIC_BACKEND_KWARGS = frozenset(
-    {
-        "model_name",
-        "api_key",
-        "base_url",
-        "max_tokens",
-        "default_extra_body",
-        "default_headers",
-        "timeout",
-        "max_retries",
-        "retry_base_delay",
-        "prices",
-        "response_format",
-        "temperature",
-    }
-)
-
 
 def to_anthropic_messages(messages: list[Message]) -> tuple[str | None, list[Message]]:
     """Split out the system prompt and shape the rest as the Messages API requires.

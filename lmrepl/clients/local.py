@@ -18,29 +18,11 @@ from lmrepl.errors import ConfigurationError
 from lmrepl.local.weights import MODEL_NAME, ModelFileError, locate_parts
 from lmrepl.local.weights import model_path as embedded_model_path
 
-__all__ = ["DEFAULT_MAX_TOKENS", "LOCAL_BACKEND_KWARGS", "LocalClient"]
+__all__ = ["DEFAULT_MAX_TOKENS", "LocalClient"]
 
 #: Reply cap when the caller sets none: greedy small-model replies can otherwise run on
 #: to the end of the context.
 DEFAULT_MAX_TOKENS = 1024
-
-#: ``backend_kwargs`` the ``local`` backend accepts.
-LOCAL_BACKEND_KWARGS: frozenset[str] = frozenset(
-    {
-        "model_name",
-        "model_path",
-        "n_parallel",
-        "n_ctx",
-        "max_tokens_default",
-        "default_extra_body",
-        "default_headers",
-        "timeout",
-        "max_retries",
-        "retry_base_delay",
-        "response_format",
-        "temperature",
-    }
-)
 
 
 class LocalClient(OpenAIClient):
@@ -68,17 +50,6 @@ class LocalClient(OpenAIClient):
         response_format: dict[str, Any] | None = None,
         temperature: float | None = None,
     ) -> None:
-        if not isinstance(n_parallel, int) or n_parallel < 1:
-            raise ValueError(f"local backend: n_parallel must be an int >= 1, got {n_parallel!r}")
-        if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx < 256):
-            raise ValueError(f"local backend: n_ctx must be an int >= 256, got {n_ctx!r}")
-        if max_tokens_default is not None and (
-            not isinstance(max_tokens_default, int) or max_tokens_default < 1
-        ):
-            raise ValueError(
-                f"local backend: max_tokens_default must be an int >= 1 or None, "
-                f"got {max_tokens_default!r}"
-            )
         # The real URL and key exist only once the server runs; this placeholder is never used.
         super().__init__(
             model_name,

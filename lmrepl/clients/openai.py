@@ -21,22 +21,6 @@ OFFICIAL_HOST = "api.openai.com"
 #: How long ``check()`` waits for a TCP connection to a configured ``base_url``.
 CHECK_CONNECT_TIMEOUT_S = 2.0
 
-OPENAI_BACKEND_KWARGS = frozenset(
-    {
-        "model_name",
-        "base_url",
-        "api_key",
-        "default_extra_body",
-        "default_headers",
-        "timeout",
-        "max_retries",
-        "retry_base_delay",
-        "prices",
-        "response_format",
-        "temperature",
-    }
-)
-
 
 def price_cost(
     prices: dict[str, float] | None, input_tokens: int, output_tokens: int

@@ -13,8 +13,6 @@ from typing import Any
 from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient, estimate_tokens
 from lmrepl.errors import BackendError
 
-REPLAY_BACKEND_KWARGS = frozenset({"replies", "responder", "path", "model_name", "delay", "usage"})
-
 #: What ``usage`` may be: "estimate"/None, tokens per call for input and output, or a dict.
 UsageSetting = str | int | dict[str, int] | None
 Responder = Callable[[list[Message]], str]
@@ -59,9 +57,6 @@ class ReplayClient(ModelClient):
         usage: UsageSetting = None,
     ) -> None:
         super().__init__(model_name)
-        given = [x is not None for x in (replies, responder, path)]
-        if sum(given) != 1:
-            raise ValueError("ReplayClient needs exactly one of replies, responder or path")
         self._replies = list(replies) if replies is not None else None
         self._responder = responder
         self._records = load_recording(path) if path is not None else None

@@ -6,10 +6,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-CellStatus = Literal["ok", "error", "timeout", "restarted", "died", "cancelled"]
+# Defined with their payloads in the kernel protocol; re-exported here for callers.
+from lmrepl.repl.kernel_protocol import HOST_FUNCTIONS as HOST_FUNCTIONS
 
-#: Functions that model code may call on the host; ``HostBridge.call`` receives one.
-HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched", "tool")
+CellStatus = Literal["ok", "error", "timeout", "restarted", "died", "cancelled"]
 
 
 class HostBridge(Protocol):

@@ -22,10 +22,12 @@ import time
 import weakref
 from typing import Any
 
+from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.base import REPL, CellResult, HostBridge
 from lmrepl.repl.kernel_context import ship_context, tool_values
 from lmrepl.repl.kernel_env import KERNEL_ENVIRONMENT_KWARGS, KernelConfig
-from lmrepl.repl.kernel_pool import KernelHandle, KernelPool, default_pool, start_kernel
+from lmrepl.repl.kernel_launch import KernelHandle, start_kernel
+from lmrepl.repl.kernel_pool import KernelPool, default_pool
 from lmrepl.repl.kernel_session import Drive, KernelGone, KernelSession
 from lmrepl.repl.runtime import BASE_NAMES
 
@@ -71,7 +73,6 @@ class KernelREPL(REPL):
         self._history: list[dict[str, Any]] = []
         self._children: weakref.WeakSet[KernelNamespaceREPL] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self.restarts = 0
 
     # -- lifecycle -------------------------------------------------------------------
     @property
@@ -94,12 +95,12 @@ class KernelREPL(REPL):
 
     def _configure(self, session: KernelSession) -> None:
         cfg = self.config
-        op = {
-            "op": "config",
-            "memory_limit_mb": cfg.memory_limit_mb,
-            "env": cfg.extra_env,
-            "display_cap": session.stream_cap,
-        }
+        op = protocol.ConfigOp(
+            op=protocol.OP_CONFIG,
+            memory_limit_mb=cfg.memory_limit_mb,
+            env=cfg.extra_env,
+            display_cap=session.stream_cap,
+        )
         try:
             session.op(op, cfg.startup_timeout)
         except RuntimeError as exc:
@@ -153,21 +154,23 @@ class KernelREPL(REPL):
     def set_tools(self, tools: dict[str, Any]) -> None:
         """Callables become host-proxied tools; other values are pickled once."""
         values, proxied = tool_values(tools)
-        self.session.op({"op": "tools", "ns": 0, "values": values, "proxied": proxied}, 60)
+        self.session.op(
+            protocol.ToolsOp(op=protocol.OP_TOOLS, ns=0, values=values, proxied=proxied), 60
+        )
         self._tools = dict(tools)
 
     def set_history(self, history: list[dict[str, Any]]) -> None:
         """Bind ``history`` in the kernel."""
-        self.session.op({"op": "history", "ns": 0, "history": list(history)}, 60)
+        self.session.op(protocol.HistoryOp(op=protocol.OP_HISTORY, ns=0, history=list(history)), 60)
         self._history = list(history)
 
     def reset_submission(self) -> None:
         """Clear the submitted answer in the kernel."""
-        self.session.op({"op": "reset", "ns": 0}, 30)
+        self.session.op(protocol.Op(op=protocol.OP_RESET, ns=0), 30)
 
     def user_variables(self) -> dict[str, str]:
         """The model's variables in the kernel, with type names."""
-        return dict(self.session.op({"op": "vars", "ns": 0}, 30))
+        return dict(self.session.op(protocol.Op(op=protocol.OP_VARS, ns=0), 30))
 
     # -- cells -----------------------------------------------------------------------
     def execute(self, code: str, timeout: float | None = None) -> CellResult:
@@ -225,7 +228,6 @@ class KernelREPL(REPL):
     def _restart(self) -> None:
         session = self.session
         session.replace(self._new_kernel())
-        self.restarts += 1
         self._configure(session)
         for value in self._contexts:
             ship_context(
@@ -250,7 +252,7 @@ class KernelREPL(REPL):
         if self._session is None:
             return None
         try:
-            polled = self._session.op({"op": "poll", "ns": 0}, 3)
+            polled = self._session.op(protocol.Op(op=protocol.OP_POLL, ns=0), 3)
         except Exception:
             return None
         draft = polled.get("draft") if isinstance(polled, dict) else None
@@ -289,7 +291,7 @@ class KernelNamespaceREPL(REPL):
         for child in list(self._children):
             child.orphan()
 
-    def _op(self, op: dict[str, Any], timeout: float | None) -> Any:
+    def _op(self, op: protocol.Op, timeout: float | None) -> Any:
         session = self._session
         if session is None or self.ns is None:
             raise RuntimeError("this child REPL is not started or already closed")
@@ -303,7 +305,7 @@ class KernelNamespaceREPL(REPL):
         if session is None:
             raise RuntimeError("this child REPL is closed")
         self.ns = session.new_namespace(bridge)
-        self._op({"op": "new_ns"}, self.config.startup_timeout)
+        self._op(protocol.Op(op=protocol.OP_NEW_NS), self.config.startup_timeout)
 
     def add_context(self, value: Any) -> int:
         """Load a context into this namespace (the parent's are not visible here)."""
@@ -320,19 +322,19 @@ class KernelNamespaceREPL(REPL):
     def set_tools(self, tools: dict[str, Any]) -> None:
         """As ``KernelREPL.set_tools``, for this namespace."""
         values, proxied = tool_values(tools)
-        self._op({"op": "tools", "values": values, "proxied": proxied}, 60)
+        self._op(protocol.ToolsOp(op=protocol.OP_TOOLS, values=values, proxied=proxied), 60)
 
     def set_history(self, history: list[dict[str, Any]]) -> None:
         """Bind ``history`` in this namespace."""
-        self._op({"op": "history", "history": list(history)}, 60)
+        self._op(protocol.HistoryOp(op=protocol.OP_HISTORY, history=list(history)), 60)
 
     def reset_submission(self) -> None:
         """Clear this namespace's submitted answer."""
-        self._op({"op": "reset"}, 30)
+        self._op(protocol.Op(op=protocol.OP_RESET), 30)
 
     def user_variables(self) -> dict[str, str]:
         """This namespace's variables."""
-        return dict(self._op({"op": "vars"}, 30))
+        return dict(self._op(protocol.Op(op=protocol.OP_VARS), 30))
 
     def execute(self, code: str, timeout: float | None = None) -> CellResult:
         """Run a cell in this namespace (soft timeout, see the module docstring)."""
@@ -341,7 +343,9 @@ class KernelNamespaceREPL(REPL):
         soft = min(limit) if limit else None
         wait = None if soft is None else soft + self.config.interrupt_grace + 5.0
         try:
-            res = self._op({"op": "cell", "code": code, "timeout": soft}, wait)
+            res: protocol.CellOutcome = self._op(
+                protocol.CellOp(op=protocol.OP_CELL, code=code, timeout=soft), wait
+            )
         except (RuntimeError, TimeoutError, KernelGone) as exc:
             status = "timeout" if isinstance(exc, TimeoutError) else "cancelled"
             return CellResult(
@@ -383,7 +387,7 @@ class KernelNamespaceREPL(REPL):
         if not self._orphaned and session.generation == self._generation and not session.closed:
             # Best effort: the parent may be closing or its cell may have ended.
             with contextlib.suppress(Exception):
-                session.op({"op": "drop_ns", "ns": self.ns}, 5)
+                session.op(protocol.Op(op=protocol.OP_DROP_NS, ns=self.ns), 5)
         session.bridges.pop(self.ns, None)
 
 

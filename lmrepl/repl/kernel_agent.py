@@ -1,14 +1,11 @@
 """The kernel-side half of the kernel REPL, shipped to the kernel as source text.
 
-Stdlib-only and self-contained, like ``runtime.py``: the host sends this file's text in
-one execute request and calls ``boot(runtime_source)``, so the kernel needs no lmrepl.
-
-Everything the kernel asks of the host goes through ``Agent.request``: a JSON message
-after ``MARKER`` in an ``input()`` prompt on the Jupyter stdin channel. While it waits,
-the host may answer with an *instruction* (``{"t": "exec"}``): run an operation (a child
-namespace's cell, a context load) and report it with another request. This is how child
-REPLs run while the parent's cell is blocked in ``rlm_query`` and the shell channel is
-deaf. Every request names the call it waits for (``wait``), so a stale reply is ignored.
+Stdlib-only, like ``runtime.py``: the host sends this file's text with
+``kernel_protocol``'s and ``kernel_strings``' in one execute request (there they become
+modules of the package ``lmrepl_kernel``, so the relative imports below work on both
+sides) and calls ``boot(runtime_source)``. ``Agent`` runs the
+host's operations and sends model code's host calls; ``kernel_protocol`` describes the
+messages and how instructions ride on a pending host call while a cell is blocked.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import ast
 import base64
 import builtins
 import contextlib
-import ctypes
 import io
 import json
 import linecache
@@ -28,12 +24,11 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any
+from typing import Any, Literal, cast
 
-MARKER = "\x1elmrepl:"
-POLL_MIME = "application/x-lmrepl-poll+json"
-AGENT_FILE = "<lmrepl-agent>"
-RUNTIME_FILE = "<lmrepl-runtime>"
+from . import kernel_protocol as protocol
+from . import kernel_strings
+
 # The host reads these many characters of a child's stream at most (head and tail kept).
 STREAM_CAP = 1_000_000
 
@@ -52,44 +47,12 @@ def _cap(text: str) -> str:
     return f"{text[:half]}\n... [{len(text) - STREAM_CAP} characters dropped] ...\n{text[-half:]}"
 
 
-def str_data_offset() -> int | None:
-    """Where a compact ASCII str keeps its characters (CPython), verified, or None."""
-    if sys.implementation.name != "cpython":
-        return None
-    try:
-        offset = sys.getsizeof("") - 1
-        probe = "lmrepl-probe-" + str(os.getpid())
-        if ctypes.string_at(id(probe) + offset, len(probe)) != probe.encode():
-            return None
-        new = ctypes.pythonapi.PyUnicode_New
-        new.restype = ctypes.py_object
-        new.argtypes = [ctypes.c_ssize_t, ctypes.c_uint32]
-        return offset
-    except Exception:
-        return None
-
-
-def _read_ascii(path: str, size: int, offset: int) -> str:
-    """Read an ASCII file straight into a new str's buffer: one copy of the data in memory."""
-    text: str = ctypes.pythonapi.PyUnicode_New(size, 127)
-    buf = (ctypes.c_char * size).from_address(id(text) + offset)
-    view = memoryview(buf).cast("B")
-    with open(path, "rb", buffering=0) as f:
-        got = 0
-        while got < size:
-            n = f.readinto(view[got:])
-            if not n:
-                raise EOFError(f"context file ended after {got} of {size} bytes")
-            got += n
-    return text
-
-
 def _child_traceback(exc: BaseException) -> str:
     """The traceback of a child cell without the agent's own frames."""
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
-        if f.filename not in (AGENT_FILE, RUNTIME_FILE)
+        if f.filename not in (protocol.AGENT_FILE, protocol.RUNTIME_FILE)
     ]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames)
@@ -110,7 +73,6 @@ class Agent:
         self.result = "null"
         self.exec_stack: list[str] = []
         self.chunks: dict[str, bytearray] = {}
-        self.ascii_offset = str_data_offset()
         self.runtimes: dict[int, Any] = {0: runtime.install(shell.user_ns, self._host_call(0))}
         # Names IPython itself put in the user namespace are not the model's variables.
         self.baseline = {k: id(v) for k, v in shell.user_ns.items()}
@@ -121,35 +83,46 @@ class Agent:
     # -- talking to the host ------------------------------------------------------
     def _host_call(self, ns: int) -> Any:
         def host_call(fn: str, payload: dict[str, Any]) -> Any:
-            return self.request({"t": "call", "ns": ns, "fn": fn, "payload": payload})
+            return self.request(ns, fn, payload)
 
         return host_call
 
-    def request(self, msg: dict[str, Any]) -> Any:
-        """Send ``msg`` to the host and wait for its reply, running instructions meanwhile."""
+    def request(self, ns: int, fn: str, payload: dict[str, Any]) -> Any:
+        """Call host function ``fn`` and wait for its result, running instructions meanwhile."""
         with self.lock:
             self.seq += 1
             wait = f"c{self.seq}"
+            call = protocol.CallRequest(
+                t=protocol.REQ_CALL,
+                id=wait,
+                wait=wait,
+                cell=self.cell,
+                ns=ns,
+                fn=fn,
+                payload=payload,
+            )
             try:
-                out = json.dumps({**msg, "id": wait, "wait": wait, "cell": self.cell})
+                out = json.dumps(call)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"host call arguments must be JSON data: {exc}") from None
             while True:
-                reply = json.loads(self.kernel.raw_input(MARKER + out))
-                if reply.get("t") == "exec":
+                # One of ExecInstruction, CallResult, AbortReply (kernel_protocol).
+                reply: dict[str, Any] = json.loads(self.kernel.raw_input(protocol.MARKER + out))
+                if reply.get("t") == protocol.REPLY_EXEC:
                     result = self.run_op(reply.get("op", {}))
-                    out = json.dumps(
-                        {
-                            "t": "done",
-                            "id": reply.get("id"),
-                            "wait": wait,
-                            "result": result,
-                            "cell": self.cell,
-                        }
+                    done = protocol.DoneRequest(
+                        t=protocol.REQ_DONE,
+                        id=str(reply.get("id")),
+                        wait=wait,
+                        result=result,
+                        cell=self.cell,
                     )
+                    out = json.dumps(done)
                     continue
                 if reply.get("id") != wait:
-                    out = json.dumps({"t": "wait", "wait": wait, "cell": self.cell})
+                    out = json.dumps(
+                        protocol.Request(t=protocol.REQ_WAIT, wait=wait, cell=self.cell)
+                    )
                     continue
                 if reply.get("abort"):
                     raise KeyboardInterrupt("the host interrupted this cell")
@@ -164,34 +137,36 @@ class Agent:
         self.runtimes[0].restore()
 
     def _post_run_cell(self, result: Any) -> None:
-        self.shell.display_pub.publish(data={POLL_MIME: self.runtimes[0].poll()}, metadata={})
+        self.shell.display_pub.publish(
+            data={protocol.POLL_MIME: self.runtimes[0].poll()}, metadata={}
+        )
 
     # -- operations (from the shell channel or from instructions) ---------------------
     def meta_op(self) -> None:
         """Run the operation in the current request's metadata; the reply is ``result``."""
         parent = self.kernel.get_parent("shell") or {}
-        op = (parent.get("metadata") or {}).get("lmrepl_op") or {}
-        self.result = json.dumps(self.run_op(op))
+        op = (parent.get("metadata") or {}).get(protocol.OP_METADATA_KEY) or {}
+        self.result = json.dumps(self.run_op(cast(protocol.Op, op)))
 
-    def run_op(self, op: dict[str, Any]) -> dict[str, Any]:
-        """Run one operation; never raises (the error goes back as text)."""
+    def run_op(self, op: protocol.Op) -> protocol.OpResult:
+        """Run one operation (``Agent.op_<name>``); never raises (errors go back as text)."""
         try:
             handler = getattr(self, "op_" + str(op.get("op")), None)
             if handler is None:
-                return {"ok": False, "error": f"unknown operation {op.get('op')!r}"}
-            return {"ok": True, "value": handler(op)}
+                return protocol.OpResult(ok=False, error=f"unknown operation {op.get('op')!r}")
+            return protocol.OpResult(ok=True, value=handler(op))
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return protocol.OpResult(ok=False, error=f"{type(exc).__name__}: {exc}")
 
-    def _rt(self, op: dict[str, Any]) -> Any:
+    def _rt(self, op: protocol.Op) -> Any:
         ns = int(op.get("ns", 0))
         if ns not in self.runtimes:
             raise KeyError(f"no namespace {ns} in this kernel")
         return self.runtimes[ns]
 
-    def op_config(self, op: dict[str, Any]) -> dict[str, Any]:
+    def op_config(self, op: protocol.ConfigOp) -> protocol.ConfigResult:
         os.environ.update({str(k): str(v) for k, v in (op.get("env") or {}).items()})
         if op.get("display_cap"):
             self._cap_reprs(int(op["display_cap"]))
@@ -210,7 +185,7 @@ class Agent:
             if hard != resource.RLIM_INFINITY:
                 want = min(want, hard)
             resource.setrlimit(resource.RLIMIT_AS, (want, hard))
-        return {"pid": os.getpid()}
+        return protocol.ConfigResult(pid=os.getpid())
 
     def _cap_reprs(self, cap: int) -> None:
         """Echo of a huge str/bytes shows its head and tail, not megabytes of text."""
@@ -227,23 +202,23 @@ class Agent:
         for kind in (str, bytes):
             formatter.for_type(kind, short)
 
-    def op_new_ns(self, op: dict[str, Any]) -> int:
+    def op_new_ns(self, op: protocol.Op) -> int:
         ns_id = int(op["ns"])
         ns: dict[str, Any] = {"__name__": f"__lmrepl_child_{ns_id}__", "__builtins__": builtins}
         self.runtimes[ns_id] = self.runtime.install(ns, self._host_call(ns_id))
         return ns_id
 
-    def op_drop_ns(self, op: dict[str, Any]) -> None:
+    def op_drop_ns(self, op: protocol.Op) -> None:
         if int(op["ns"]) != 0:
             self.runtimes.pop(int(op["ns"]), None)
 
-    def op_ctx_file(self, op: dict[str, Any]) -> int:
+    def op_ctx_file(self, op: protocol.CtxFileOp) -> int:
         path, kind, size = str(op["path"]), str(op["kind"]), int(op["size"])
         try:
-            value: Any
-            if kind == "ascii" and self.ascii_offset is not None and size >= 65536:
-                value = _read_ascii(path, size, self.ascii_offset)
-            else:
+            value: Any = None
+            if kind == protocol.CTX_ASCII and size >= 65536:
+                value = kernel_strings.read_ascii(path, size)
+            if value is None:
                 with open(path, "rb") as f:
                     data = f.read()
                 value = _decode(data, kind)
@@ -253,40 +228,42 @@ class Agent:
                 os.unlink(path)
         return int(self._rt(op).add_context(value))
 
-    def op_ctx_chunk(self, op: dict[str, Any]) -> None:
+    def op_ctx_chunk(self, op: protocol.CtxChunkOp) -> None:
         buf = self.chunks.setdefault(str(op["key"]), bytearray())
         if op.get("buffer"):
             buf.extend((self.kernel.get_parent("shell") or {}).get("buffers", [b""])[0])
         else:
             buf.extend(base64.b64decode(op["data"]))
 
-    def op_ctx_end(self, op: dict[str, Any]) -> int:
+    def op_ctx_end(self, op: protocol.CtxEndOp) -> int:
         data = self.chunks.pop(str(op["key"]), bytearray())
         value = _decode(data, str(op["kind"]))
         del data
         return int(self._rt(op).add_context(value))
 
-    def op_tools(self, op: dict[str, Any]) -> None:
-        values = pickle.loads(base64.b64decode(op["values"])) if op.get("values") else {}
+    def op_tools(self, op: protocol.ToolsOp) -> None:
+        blob = op.get("values")
+        values = pickle.loads(base64.b64decode(blob)) if blob else {}
         self._rt(op).set_tools(values, list(op.get("proxied", [])))
 
-    def op_history(self, op: dict[str, Any]) -> None:
+    def op_history(self, op: protocol.HistoryOp) -> None:
         self._rt(op).set_history(list(op.get("history", [])))
 
-    def op_reset(self, op: dict[str, Any]) -> None:
+    def op_reset(self, op: protocol.Op) -> None:
         self._rt(op).reset_submission()
 
-    def op_vars(self, op: dict[str, Any]) -> dict[str, str]:
+    def op_vars(self, op: protocol.Op) -> dict[str, str]:
         found = dict(self._rt(op).user_variables())
         if int(op.get("ns", 0)) == 0:
             ns = self.shell.user_ns
             found = {k: t for k, t in found.items() if self.baseline.get(k) != id(ns.get(k))}
         return found
 
-    def op_poll(self, op: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._rt(op).poll())
+    def op_poll(self, op: protocol.Op) -> protocol.Poll:
+        poll: protocol.Poll = self._rt(op).poll()
+        return poll
 
-    def op_cell(self, op: dict[str, Any]) -> dict[str, Any]:
+    def op_cell(self, op: protocol.CellOp) -> protocol.CellOutcome:
         """Run a child namespace's cell: output captured, last expression echoed."""
         rt = self._rt(op)
         self.cells += 1
@@ -296,7 +273,8 @@ class Agent:
         rt.restore()
         out, err = _Capture(), _Capture()
         saved = sys.stdout, sys.stderr
-        status, display, error = "ok", None, None
+        status: Literal["ok", "error", "timeout"] = "ok"
+        display, error = None, None
         timer = _Timer(self, filename, op.get("timeout"))
         self.exec_stack.append(filename)
         sys.stdout, sys.stderr = out, err
@@ -323,14 +301,17 @@ class Agent:
             timer.cancel()
             self.exec_stack.pop()
             sys.stdout, sys.stderr = saved
-        return {
-            "stdout": _cap(out.getvalue()),
-            "stderr": _cap(err.getvalue()),
-            "display": None if display is None else _cap(display),
-            "error": error,
-            "status": status,
-            **rt.poll(),
-        }
+        poll: protocol.Poll = rt.poll()
+        return protocol.CellOutcome(
+            stdout=_cap(out.getvalue()),
+            stderr=_cap(err.getvalue()),
+            display=None if display is None else _cap(display),
+            error=error,
+            status=status,
+            submitted=poll["submitted"],
+            answer=poll["answer"],
+            draft=poll["draft"],
+        )
 
 
 class _Timer:
@@ -368,9 +349,9 @@ class _Timer:
 
 
 def _decode(data: bytes | bytearray, kind: str) -> Any:
-    if kind in ("ascii", "utf8"):
+    if kind in (protocol.CTX_ASCII, protocol.CTX_UTF8):
         return data.decode("utf-8")
-    if kind == "bytes":
+    if kind == protocol.CTX_BYTES:
         return bytes(data)
     return pickle.loads(data)
 
@@ -389,9 +370,9 @@ def boot(runtime_source: str) -> Agent:
     shell.run_line_magic("xmode", "Plain")
     with contextlib.suppress(Exception):  # the host strips ANSI codes anyway
         shell.colors = "nocolor"
-    runtime = types.ModuleType("lmrepl_runtime")
-    sys.modules["lmrepl_runtime"] = runtime
-    exec(compile(runtime_source, RUNTIME_FILE, "exec"), runtime.__dict__)
+    runtime = types.ModuleType(protocol.RUNTIME_MODULE)
+    sys.modules[protocol.RUNTIME_MODULE] = runtime
+    exec(compile(runtime_source, protocol.RUNTIME_FILE, "exec"), runtime.__dict__)
     agent = Agent(shell, runtime)
     module = sys.modules[__name__]
     module.agent = agent  # type: ignore[attr-defined]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import io
 import os
 import pickle
@@ -28,7 +27,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lmrepl.errors import ContextError
-from lmrepl.repl.kernel_agent import str_data_offset
+from lmrepl.repl import kernel_protocol as protocol
+from lmrepl.repl.kernel_strings import ascii_view
 
 if TYPE_CHECKING:
     from lmrepl.repl.kernel_session import KernelSession
@@ -54,10 +54,10 @@ def private_dir() -> str:
 
 def _kind(value: Any) -> str:
     if isinstance(value, str):
-        return "ascii" if value.isascii() else "utf8"
+        return protocol.CTX_ASCII if value.isascii() else protocol.CTX_UTF8
     if isinstance(value, bytes):
-        return "bytes"
-    return "pickle"
+        return protocol.CTX_BYTES
+    return protocol.CTX_PICKLE
 
 
 def _pickled(value: Any) -> bytes:
@@ -70,28 +70,17 @@ def _pickled(value: Any) -> bytes:
         ) from None
 
 
-_ASCII_OFFSET = str_data_offset()
-
-
-def _ascii_view(value: str) -> memoryview | None:
-    """A zero-copy view of an ASCII str's characters (CPython), or None."""
-    if _ASCII_OFFSET is None or not value:
-        return None
-    buf = (ctypes.c_char * len(value)).from_address(id(value) + _ASCII_OFFSET)
-    return memoryview(buf).cast("B")
-
-
 def _pieces(value: Any, kind: str, size: int) -> Iterator[bytes | memoryview]:
     """The value's bytes in pieces of about ``size``, without a full second copy."""
-    view = _ascii_view(value) if kind == "ascii" else None
+    view = ascii_view(value) if kind == protocol.CTX_ASCII else None
     if view is not None:
         # The caller keeps ``value`` alive while the pieces are written.
         for i in range(0, len(view), size):
             yield view[i : i + size]
-    elif kind in ("ascii", "utf8"):
+    elif kind in (protocol.CTX_ASCII, protocol.CTX_UTF8):
         for i in range(0, len(value), size):
             yield value[i : i + size].encode("utf-8")
-    elif kind == "bytes":
+    elif kind == protocol.CTX_BYTES:
         view = memoryview(value)
         for i in range(0, len(view), size):
             yield view[i : i + size]
@@ -110,7 +99,7 @@ def write_file(value: Any) -> tuple[str, str, int]:
     size = 0
     try:
         with io.FileIO(fd, "w") as f:
-            if kind == "pickle":
+            if kind == protocol.CTX_PICKLE:
                 # Streams to the file: the pickle is never held in memory as a whole.
                 try:
                     pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -136,7 +125,7 @@ class _Fifo:
     def __init__(self, value: Any, kind: str) -> None:
         self.path = os.path.join(private_dir(), f"ctx-{uuid.uuid4().hex}")
         os.mkfifo(self.path, 0o600)
-        self.size = len(value) if kind in ("ascii", "bytes") else -1
+        self.size = len(value) if kind in (protocol.CTX_ASCII, protocol.CTX_BYTES) else -1
         self._thread = threading.Thread(
             target=self._write, args=(value, kind), name="lmrepl-context-writer", daemon=True
         )
@@ -162,25 +151,29 @@ def ship_context(
 ) -> int:
     """Load ``value`` as the next context of namespace ``ns``; returns its index."""
     kind = _kind(value)
-    if local_files and kind != "pickle" and hasattr(os, "mkfifo"):
+    if local_files and kind != protocol.CTX_PICKLE and hasattr(os, "mkfifo"):
         fifo = _Fifo(value, kind)
         try:
-            op = {"op": "ctx_file", "ns": ns, "path": fifo.path, "kind": kind, "size": fifo.size}
+            op = protocol.CtxFileOp(
+                op=protocol.OP_CTX_FILE, ns=ns, path=fifo.path, kind=kind, size=fifo.size
+            )
             return int(session.op(op, timeout))
         finally:
             fifo.finish()
     if local_files:
         path, kind, size = write_file(value)
         try:
-            op = {"op": "ctx_file", "ns": ns, "path": path, "kind": kind, "size": size}
+            op = protocol.CtxFileOp(op=protocol.OP_CTX_FILE, ns=ns, path=path, kind=kind, size=size)
             return int(session.op(op, timeout))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)  # the kernel deletes it; this covers a failed load
     key = uuid.uuid4().hex
     for piece in _pieces(value, kind, _PROTOCOL_CHUNK):
-        session.op({"op": "ctx_chunk", "key": key}, timeout, data=piece)
-    return int(session.op({"op": "ctx_end", "ns": ns, "key": key, "kind": kind}, timeout))
+        session.op(protocol.CtxChunkOp(op=protocol.OP_CTX_CHUNK, key=key), timeout, data=piece)
+    return int(
+        session.op(protocol.CtxEndOp(op=protocol.OP_CTX_END, ns=ns, key=key, kind=kind), timeout)
+    )
 
 
 def tool_values(tools: dict[str, Any]) -> tuple[str | None, list[str]]:

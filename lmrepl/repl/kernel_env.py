@@ -7,27 +7,17 @@ model code runs there, so API keys and other secrets must not be readable from i
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lmrepl import checks
+from lmrepl.credentials import is_secret_name
+from lmrepl.repl import settings
+
 #: The ``environment_kwargs`` the kernel REPL accepts.
-KERNEL_ENVIRONMENT_KWARGS: frozenset[str] = frozenset(
-    {
-        "cell_timeout",
-        "max_output_chars",
-        "memory_limit_mb",
-        "interrupt_grace",
-        "startup_timeout",
-        "use_pool",
-        "child_repls",
-        "extra_env",
-        "local_files",
-    }
-)
+KERNEL_ENVIRONMENT_KWARGS: frozenset[str] = frozenset(settings.KERNEL)
 
 _ALLOWED_NAMES = frozenset(
     {
@@ -64,17 +54,6 @@ _ALLOWED_NAMES = frozenset(
     }
 )
 _ALLOWED_PREFIXES = ("LC_", "XDG_", "JUPYTER_")
-# Checked even for allow-listed names: a name that looks like a secret never passes.
-_SECRET = re.compile(
-    r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|SESSION_KEY)"
-    r"|^(AWS|GOOGLE|GCLOUD|AZURE|OPENAI|ANTHROPIC|HF|HUGGING_?FACE)_",
-    re.IGNORECASE,
-)
-
-
-def is_secret_name(name: str) -> bool:
-    """True for environment variable names that may hold credentials."""
-    return bool(_SECRET.search(name))
 
 
 def kernel_environment(
@@ -88,22 +67,11 @@ def kernel_environment(
     env = {
         k: v
         for k, v in source.items()
+        # Checked even for allow-listed names: a name that looks like a secret never passes.
         if (k in _ALLOWED_NAMES or k.startswith(_ALLOWED_PREFIXES)) and not is_secret_name(k)
     }
     env.update(extra or {})
     return env
-
-
-def _seconds(name: str, value: Any, *, allow_none: bool) -> float | None:
-    if value is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{name} must be a number of seconds, not None")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -122,45 +90,11 @@ class KernelConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> KernelConfig:
-        """Validate ``environment_kwargs``; raises ValueError naming the bad key or value."""
-        unknown = sorted(set(kwargs) - KERNEL_ENVIRONMENT_KWARGS)
-        if unknown:
-            known = ", ".join(sorted(KERNEL_ENVIRONMENT_KWARGS))
-            raise ValueError(f"unknown kernel environment_kwargs {unknown}; accepted: {known}")
-        out: dict[str, Any] = {}
-        if "cell_timeout" in kwargs:
-            out["cell_timeout"] = _seconds("cell_timeout", kwargs["cell_timeout"], allow_none=True)
-        for name in ("interrupt_grace", "startup_timeout"):
-            if name in kwargs:
-                out[name] = _seconds(name, kwargs[name], allow_none=False)
-        if "max_output_chars" in kwargs:
-            value = kwargs["max_output_chars"]
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"max_output_chars must be a positive int, got {value!r}")
-            out["max_output_chars"] = value
-        if "memory_limit_mb" in kwargs:
-            value = kwargs["memory_limit_mb"]
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value <= 0
-            ):
-                raise ValueError(f"memory_limit_mb must be a positive int or None, got {value!r}")
-            out["memory_limit_mb"] = value
-        for name in ("use_pool", "local_files"):
-            if name in kwargs:
-                if not isinstance(kwargs[name], bool):
-                    raise ValueError(f"{name} must be True or False, got {kwargs[name]!r}")
-                out[name] = kwargs[name]
-        if "child_repls" in kwargs:
-            if kwargs["child_repls"] not in ("namespace", "kernel"):
-                raise ValueError(
-                    f"child_repls must be 'namespace' or 'kernel', got {kwargs['child_repls']!r}"
-                )
-            out["child_repls"] = kwargs["child_repls"]
-        if "extra_env" in kwargs:
-            env = kwargs["extra_env"] or {}
-            if not isinstance(env, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-            ):
-                raise ValueError("extra_env must be a dict of str to str")
-            out["extra_env"] = dict(env)
+        """Check ``environment_kwargs`` against their rules (``ConfigurationError``)."""
+        checks.check_settings("environment_kwargs", kwargs, settings.KERNEL)
+        out = dict(kwargs)
+        for name in ("cell_timeout", "interrupt_grace", "startup_timeout"):
+            if out.get(name) is not None:
+                out[name] = float(out[name])
+        out["extra_env"] = dict(out.get("extra_env") or {})
         return cls(**out)

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-
-from lmrepl.repl.kernel_pool import KernelHandle
+from lmrepl.repl.kernel_launch import KernelHandle
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _INTERNAL = ("site-packages/ipykernel", "site-packages/IPython", "<lmrepl-")
@@ -133,10 +131,12 @@ class Drive:
 
 
 def recv(channel: Any) -> dict[str, Any] | None:
+    """The channel's next message if one is waiting, else None (never blocks)."""
     try:
-        return channel._recv(flags=zmq.NOBLOCK)  # type: ignore[no-any-return]
-    except zmq.Again:
+        msg: dict[str, Any] = channel.get_msg(timeout=0)
+    except queue.Empty:
         return None
+    return msg
 
 
 def run_silent(

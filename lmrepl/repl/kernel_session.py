@@ -7,7 +7,8 @@ worker thread, so the driver keeps enforcing the deadline and watching the proce
 Other threads that need the kernel while it is busy (child REPLs, context loads for a
 child) put an *instruction* on one queue; the driver hands it to the kernel as the
 reply to a pending host call, and the kernel reports the result in its next request.
-The host never unpickles anything the kernel sent: replies are JSON.
+The host never unpickles anything the kernel sent: replies are JSON. The messages are
+defined in ``kernel_protocol``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 
 import zmq
 
+from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.base import HostBridge
-from lmrepl.repl.kernel_agent import MARKER, POLL_MIME
+from lmrepl.repl.kernel_launch import KernelHandle
 from lmrepl.repl.kernel_messages import (
     TICK_MS,
     WORKERS,
@@ -36,22 +38,21 @@ from lmrepl.repl.kernel_messages import (
     recv,
     run_silent,
 )
-from lmrepl.repl.kernel_pool import KernelHandle
-
-_OP = "__import__('sys').modules['__lmrepl__'].agent"
 
 __all__ = ["Drive", "KernelGone", "KernelSession", "run_silent"]
 
+_PARENT_ENDED = protocol.OpResult(ok=False, error="the parent cell ended first")
+
 
 class _Instruction:
-    def __init__(self, op: dict[str, Any], data: bytes | memoryview | None = None) -> None:
+    def __init__(self, op: protocol.Op, data: bytes | memoryview | None = None) -> None:
         self.op = op
         if data is not None:
             self.op = {**op, "data": base64.b64encode(data).decode("ascii")}
         self.id = f"e{id(self)}-{time.monotonic_ns()}"
         self.sent = False
         self.done = False
-        self.result: dict[str, Any] = {}
+        self.result: protocol.OpResult | None = None
 
 
 class KernelSession:
@@ -88,7 +89,7 @@ class KernelSession:
         return ns
 
     def op(
-        self, op: dict[str, Any], timeout: float | None, data: bytes | memoryview | None = None
+        self, op: protocol.Op, timeout: float | None, data: bytes | memoryview | None = None
     ) -> Any:
         """Run an agent operation; through the running cell when the kernel is busy.
 
@@ -119,12 +120,12 @@ class KernelSession:
                 # The operation rides in the request's metadata, not in the code: IPython
                 # tokenizes code, which is slow for megabytes of base64.
                 drive = self._drive(
-                    f"{_OP}.meta_op()",
+                    protocol.META_OP_CODE,
                     silent=True,
                     deadline=deadline,
                     grace=1.0,
-                    expressions={"r": f"{_OP}.result"},
-                    metadata={"lmrepl_op": {**op, "buffer": data is not None}},
+                    expressions={"r": protocol.OP_RESULT_EXPRESSION},
+                    metadata={protocol.OP_METADATA_KEY: {**op, "buffer": data is not None}},
                     buffers=None if data is None else [data],
                 )
             finally:
@@ -138,7 +139,8 @@ class KernelSession:
                 raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
             shown = drive.reply.get("user_expressions", {}).get("r", {}).get("data", {})
             instr.result = json.loads(ast.literal_eval(shown.get("text/plain", "'null'")))
-        result = instr.result or {"ok": False, "error": "no result"}
+        # An empty or null result (the agent never stored one) counts as a failure.
+        result = instr.result or protocol.OpResult(ok=False, error="no result")
         if not result.get("ok"):
             raise RuntimeError(str(result.get("error")))
         return result.get("value")
@@ -179,7 +181,7 @@ class KernelSession:
             for instr in self._queue:
                 if instr.sent and not instr.done:
                     instr.done = True
-                    instr.result = {"ok": False, "error": "the parent cell ended first"}
+                    instr.result = _PARENT_ENDED
             self._queue = deque(i for i in self._queue if not i.sent)
             self._cond.notify_all()
 
@@ -211,7 +213,7 @@ class KernelSession:
         msg_id = request["header"]["msg_id"]
         out, err = Stream(self.stream_cap), Stream(self.stream_cap)
         drive = Drive()
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, protocol.CallResult] = {}
         pending: dict[str, _Instruction] = {}
         waiting: str | None = None
         reply: dict[str, Any] | None = None
@@ -227,7 +229,9 @@ class KernelSession:
             poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
 
-        def answer(value: dict[str, Any]) -> None:
+        def answer(
+            value: protocol.ExecInstruction | protocol.CallResult | protocol.AbortReply,
+        ) -> None:
             nonlocal waiting
             kc.input(json.dumps(value))
             waiting = None
@@ -245,7 +249,7 @@ class KernelSession:
                 break
             if waiting is not None:
                 if interrupted_at is not None:
-                    answer({"id": waiting, "abort": True})
+                    answer(protocol.AbortReply(id=waiting, abort=True))
                 elif waiting in results:
                     answer(results.pop(waiting))
                 else:
@@ -255,7 +259,11 @@ class KernelSession:
                             instr.sent = True
                     if instr is not None:
                         pending[instr.id] = instr
-                        answer({"t": "exec", "id": instr.id, "op": instr.op})
+                        answer(
+                            protocol.ExecInstruction(
+                                t=protocol.REPLY_EXEC, id=instr.id, op=instr.op
+                            )
+                        )
             timeout_ms = TICK_MS
             if deadline is not None and interrupted_at is None:
                 timeout_ms = max(0, min(timeout_ms, int((deadline - now) * 1000) + 1))
@@ -281,8 +289,8 @@ class KernelSession:
                         drive.display = content.get("data", {}).get("text/plain")
                     elif kind == "display_data":
                         data = content.get("data", {})
-                        if POLL_MIME in data:
-                            drive.poll = data[POLL_MIME]
+                        if protocol.POLL_MIME in data:
+                            drive.poll = data[protocol.POLL_MIME]
                         elif "text/plain" in data:
                             out.add(data["text/plain"] + "\n")
                     elif kind == "error":
@@ -299,39 +307,43 @@ class KernelSession:
                 drive.outcome = "error"
         for instr in pending.values():
             instr.done = True
-            instr.result = {"ok": False, "error": "the parent cell ended first"}
+            instr.result = _PARENT_ENDED
         return drive
 
     def _on_request(
         self,
         content: dict[str, Any],
         msg_id: str,
-        results: dict[str, dict[str, Any]],
+        results: dict[str, protocol.CallResult],
         pending: dict[str, _Instruction],
         answer: Any,
     ) -> str | None:
         prompt = str(content.get("prompt", ""))
-        if not prompt.startswith(MARKER):
+        if not prompt.startswith(protocol.MARKER):
             # Plain input() from model code: nobody can type; answer with an empty line.
             kc_answer = self.handle.kc.input
             kc_answer("")
             return None
-        req = json.loads(prompt[len(MARKER) :])
+        # One of CallRequest, DoneRequest or a plain (wait) Request (kernel_protocol).
+        req: dict[str, Any] = json.loads(prompt[len(protocol.MARKER) :])
         kind = req.get("t")
-        if kind == "call":
+        if kind == protocol.REQ_CALL:
             bridge = self.bridges.get(int(req.get("ns", 0)))
             WORKERS.submit(self._call, bridge, req, results)
-        elif kind == "done":
+        elif kind == protocol.REQ_DONE:
             instr = pending.pop(str(req.get("id")), None)
             if instr is not None:
                 with self._cond:
-                    instr.result = req.get("result") or {}
+                    instr.result = req.get("result")
                     instr.done = True
                     self._cond.notify_all()
         return str(req.get("wait"))
 
     def _call(
-        self, bridge: HostBridge | None, req: dict[str, Any], results: dict[str, Any]
+        self,
+        bridge: HostBridge | None,
+        req: dict[str, Any],
+        results: dict[str, protocol.CallResult],
     ) -> None:
         cid = str(req.get("id"))
         try:
@@ -339,8 +351,8 @@ class KernelSession:
                 raise RuntimeError("this namespace has no host bridge")
             value = bridge.call(str(req.get("fn")), dict(req.get("payload") or {}))
             json.dumps(value)
-            result: dict[str, Any] = {"id": cid, "ok": True, "value": value}
+            result = protocol.CallResult(id=cid, ok=True, value=value)
         except Exception as exc:
-            result = {"id": cid, "ok": False, "error": str(exc) or type(exc).__name__}
+            result = protocol.CallResult(id=cid, ok=False, error=str(exc) or type(exc).__name__)
         results[cid] = result
         self._wake()

@@ -16,13 +16,13 @@ import threading
 import time
 from typing import Any
 
+from lmrepl import checks
 from lmrepl.errors import ContextError
+from lmrepl.repl import settings
 from lmrepl.repl.base import REPL, CellResult, HostBridge
 from lmrepl.repl.capture import capture_output
 from lmrepl.repl.runtime import Runtime, install
 from lmrepl.repl.tracebacks import CELL_FILENAME, format_cell_exception
-
-LOCAL_ENVIRONMENT_KWARGS = frozenset({"cell_timeout", "max_output_chars"})
 
 
 class CellTimeout(BaseException):
@@ -55,9 +55,12 @@ class LocalREPL(REPL):
 
     name = "local"
 
-    def __init__(self, cell_timeout: float | None = 60.0, max_output_chars: int | None = None):
-        if cell_timeout is not None and cell_timeout <= 0:
-            raise ValueError("cell_timeout must be a positive number of seconds or None")
+    def __init__(self, cell_timeout: float | None = 60.0, max_output_chars: int = 20_000):
+        checks.check_settings(
+            "environment_kwargs",
+            {"cell_timeout": cell_timeout, "max_output_chars": max_output_chars},
+            settings.LOCAL,
+        )
         self.cell_timeout = cell_timeout
         self.max_output_chars = max_output_chars
         self.ns: dict[str, Any] = {"__builtins__": builtins, "__name__": "__lmrepl__"}
@@ -136,9 +139,16 @@ class LocalREPL(REPL):
         )
         started = time.perf_counter()
         self._cell_thread = thread
-        thread.start()
-        thread.join(limit)
-        self._cell_thread = None
+        try:
+            thread.start()
+            thread.join(limit)
+        except KeyboardInterrupt:
+            # The user interrupted the host: stop the cell too, as the kernel REPL does.
+            _raise_in_thread(thread, KeyboardInterrupt)
+            thread.join(1.0)
+            raise
+        finally:
+            self._cell_thread = None
         notice = None
         status = None
         if thread.is_alive():

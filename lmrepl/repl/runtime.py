@@ -7,7 +7,6 @@ its source to the kernel, which may run on another machine without lmrepl.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -180,10 +179,6 @@ class Runtime:
                 continue
             out[key] = type(value).__name__
         return out
-
-    def user_variables_json(self) -> str:
-        """``user_variables`` as JSON (for kernels)."""
-        return json.dumps(self.user_variables())
 
 
 def _as_list(prompts: Any, fn: str) -> list[Any]:

@@ -1,0 +1,27 @@
+"""The ``environment_kwargs`` each environment accepts, with one rule per setting."""
+
+from __future__ import annotations
+
+from lmrepl import checks
+from lmrepl.checks import Rule
+
+#: Settings every environment has.
+COMMON: dict[str, Rule] = {
+    "cell_timeout": checks.seconds(optional=True),
+    "max_output_chars": checks.integer(1),
+}
+
+#: The kernel REPL's settings (see ``KernelConfig`` for their meaning and defaults).
+KERNEL: dict[str, Rule] = {
+    **COMMON,
+    "memory_limit_mb": checks.integer(1, optional=True),
+    "interrupt_grace": checks.seconds(),
+    "startup_timeout": checks.seconds(),
+    "use_pool": checks.boolean(),
+    "child_repls": checks.choice("namespace", "kernel"),
+    "extra_env": checks.mapping(str_to_str=True),
+    "local_files": checks.boolean(),
+}
+
+#: The in-process REPL's settings.
+LOCAL: dict[str, Rule] = dict(COMMON)
