@@ -141,8 +141,10 @@ def header_html(state: LiveState, now: float | None = None) -> str:
 
 def clusters_html(record: SearchRecord) -> str:
     """The vote: each cluster's answer, votes and members; each survivor's scores."""
+    if record.kind == "rlm":
+        return ""  # one trajectory: no vote to show
     if not record.clusters:
-        if record.kind == "rlm" or record.mode == "direct":
+        if record.mode == "direct":
             return ""
         return '<div style="color:#777;">clusters: waiting for candidates…</div>'
     winner = record.winner

@@ -124,3 +124,9 @@ def test_failed_result_summary() -> None:
     text = res._repr_mimebundle_()["text/plain"]
     assert text.startswith("(no answer)") and "connection refused" in text
     assert [c["status"] for c in res.candidates] == ["failed", "failed"]
+
+
+def test_a_single_trajectory_shows_no_vote() -> None:
+    html = SRLMResult(record("rlm_run"))._repr_mimebundle_()["text/html"]
+    assert "VC·Len" not in html and "votes" not in html
+    assert html.count('class="lmrepl-candidate lmrepl-winner"') == 1
