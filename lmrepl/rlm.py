@@ -283,12 +283,15 @@ class RLM:
     def _result(
         self,
         record: SearchRecord,
-        metadata: dict[str, Any],
+        metadata: dict[str, Any] | None,
         usage: UsageTracker,
         started: float,
         response: str,
     ) -> RLMChatCompletion:
-        """Close the record (time, totals) and wrap it as the caller's result."""
+        """Close the record (time, totals) and wrap it as the caller's result.
+
+        ``metadata`` None: the record's own JSON form (an SRLM's metadata).
+        """
         summary = usage.summary()
         record.execution_time = time.perf_counter() - started
         record.finished_at = time.time()
@@ -299,7 +302,7 @@ class RLM:
             response=response,
             usage_summary=summary,
             execution_time=record.execution_time,
-            metadata=metadata,
+            metadata=record.model_dump() if metadata is None else metadata,
             record=record,
         )
 

@@ -160,8 +160,7 @@ class SRLM(RLM):
         record.clusters = [Cluster(answer=answer, members=[0], votes=1)]
         record.winner, record.survivors, record.selection_reason = 0, [0], "only"
         record.answer, record.status = answer, "done"
-        result = self._result(record, {}, usage, started, answer)
-        result.metadata = record.model_dump()
+        result = self._result(record, None, usage, started, answer)
         engine.bus.publish(SearchFinished(run_id=run_id, record=record))
         return result
 
@@ -285,8 +284,7 @@ class SRLM(RLM):
         record.answer = record.candidates[winner].answer if winner is not None else None
         record.status = "done" if winner is not None else "failed"
         record.error = None if winner is not None else "every candidate failed"
-        result = self._result(record, {}, usage, started, record.answer or "")
-        result.metadata = record.model_dump()
+        result = self._result(record, None, usage, started, record.answer or "")
         engine.bus.publish(SearchFinished(run_id=search_id, record=record))
         return result
 
