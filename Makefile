@@ -4,7 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean sandbox
+
+# Kernels run sandboxed under bubblewrap when it works here (README: Sandbox). As root
+# with apt, install it; otherwise say how, and kernels run unsandboxed with a warning.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) \
+	    && echo "installed bubblewrap"; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is missing: kernels will run without a sandbox;"; \
+	    echo "      install the 'bubblewrap' package (e.g. sudo apt-get install bubblewrap)"; \
+	  fi; }
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,10 +29,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	$(BIN)/python -m lmrepl.demo
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 

@@ -174,6 +174,82 @@ def bench_fan_out() -> None:
             row(f"llm_query_batched 32 x 200 ms, concurrency {c}", f"{eff * 100:.0f} %", ">= 95 %")
 
 
+def _cold_first_cell(sandbox: str) -> float:
+    t0 = time.perf_counter()
+    with KernelREPL(use_pool=False, sandbox=sandbox) as r:
+        r.start(Bridge())
+        r.execute("1")
+        return time.perf_counter() - t0
+
+
+def _round_trip(r: KernelREPL, n: int) -> float:
+    took = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r.execute("1")
+        took.append(time.perf_counter() - t0)
+    return statistics.median(took)
+
+
+def _context_100mb(r: KernelREPL, i: int) -> float:
+    text = "0123456789abcdef" * (100 * 65536)
+    t0 = time.perf_counter()
+    r.add_context(text)
+    res = r.execute(f"len(context_{i})")
+    took = time.perf_counter() - t0
+    assert res.display == str(len(text)), res
+    return took
+
+
+def bench_sandbox(runs: int, cells: int) -> None:
+    """The sandbox's cost: the same measurements with ``sandbox="none"`` and ``"bwrap"``.
+
+    The two are interleaved run by run, so both see the same machine load.
+    """
+    from lmrepl.repl.sandbox import unavailable_reason
+
+    why = unavailable_reason()
+    if why is not None:
+        print(f"\nsandbox cost: not measured ({why})")
+        return
+    modes = ("none", "bwrap")
+    start: dict[str, list[float]] = {m: [] for m in modes}
+    trip: dict[str, list[float]] = {m: [] for m in modes}
+    ctx: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(runs):
+        for m in modes:
+            start[m].append(_cold_first_cell(m))
+    repls = {m: KernelREPL(use_pool=False, sandbox=m) for m in modes}
+    try:
+        for r in repls.values():
+            r.start(Bridge())
+            _round_trip(r, 20)
+        for _ in range(5):
+            for m in modes:
+                trip[m].append(_round_trip(repls[m], cells // 5))
+        for i in range(runs):
+            for m in modes:
+                ctx[m].append(_context_100mb(repls[m], i))
+    finally:
+        for r in repls.values():
+            r.close()
+
+    def cmp(
+        name: str, values: dict[str, list[float]], scale: float, unit: str, target: str
+    ) -> None:
+        a, b = (statistics.median(values[m]) * scale for m in modes)
+        delta = f"{(b - a):+.1f} {unit} ({(b / a - 1) * 100:+.0f} %)"
+        cells = f"| {a:>9.2f} {unit:<2} | {b:>9.2f} {unit:<2} | {delta:>20} "
+        print(f"| {name:<36} {cells}| {target:<16} |")
+
+    head = f"| {'none':>12} | {'bwrap':>12} | {'delta':>20} | {'target':<16} |"
+    print(f"\n| {'sandbox cost (median)':<36} {head}")
+    print(f"|{'-' * 38}|{'-' * 14}|{'-' * 14}|{'-' * 22}|{'-' * 18}|")
+    cmp(f"cold kernel start to first cell ({runs})", start, 1000, "ms", "+150 ms at most")
+    cmp(f"cell round trip ({cells})", trip, 1000, "ms", "+10 % at most")
+    cmp(f"100 MB context usable ({runs})", ctx, 1000, "ms", "unchanged")
+
+
 def main() -> None:
     """Run every row."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -190,6 +266,7 @@ def main() -> None:
             bench_context(pool, mb, local_files=True, runs=runs)
         bench_context(pool, 100, local_files=False, runs=runs)
         bench_fan_out()
+        bench_sandbox(3 if args.quick else 7, 200 if args.quick else 500)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nload average during the run: {load} (2 cores shared with other work)")
     finally:

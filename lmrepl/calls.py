@@ -1,19 +1,24 @@
 """What every part of a trajectory uses to talk to the outside: events and model calls.
 
 ``Publisher`` stamps a trajectory's events with its ``run_id``, ``depth`` and
-``candidate``. ``ModelCaller`` makes one model request under the run's limits and
-records its usage. The loop, the step runner, the sub-call bridge, compaction and
-direct answers all receive these two callables instead of the trajectory itself.
+``candidate``. ``ModelCaller`` makes one model request under the run's limits: admitted
+by the guard first (the sub-call gate, token and cost reservations, an output cap that
+fits; see ``lmrepl.limits``), its usage recorded in place of the reservation after.
+The loop, the step runner, the sub-call bridge, compaction and direct answers all
+receive these two callables instead of the trajectory itself.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from lmrepl.admission import estimate_request_tokens
 from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient
-from lmrepl.errors import BackendError
+from lmrepl.errors import BackendError, RunCancelled
 from lmrepl.events import Event, EventBus, ModelCallFinished, ModelCallStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.usage import UsageTracker
@@ -28,13 +33,47 @@ class Publish(Protocol):
 
 
 class CallModel(Protocol):
-    """One model request: ``call_model(messages, purpose=..., client=None)``."""
+    """One model request: ``call_model(messages, purpose=..., client=None, alive=None)``."""
 
     def __call__(
-        self, messages: list[Message], *, purpose: str, client: ModelClient | None = None
+        self,
+        messages: list[Message],
+        *,
+        purpose: str,
+        client: ModelClient | None = None,
+        alive: threading.Event | None = None,
     ) -> Completion:
-        """Send ``messages`` and return the completion (raises on failure or a limit)."""
+        """Send ``messages`` and return the completion (raises on failure or a limit).
+
+        ``alive``: the scope of the cell that made a sub-call; a request still waiting
+        for admission when it is cleared gives up (``CellAbandoned``).
+        """
         ...
+
+
+def client_output_cap(client: ModelClient) -> int | None:
+    """The output cap ``client`` sends when a call names none, if it has one.
+
+    The ``anthropic`` backend always sends ``max_tokens``, the ``local`` one
+    ``max_tokens_default``, and any OpenAI-compatible client may carry one in
+    ``default_extra_body``; a plain ``openai`` client sends none (None).
+    """
+    for name in ("max_tokens_default", "max_tokens"):
+        value = getattr(client, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    extra = getattr(client, "default_extra_body", None)
+    if isinstance(extra, Mapping):
+        value = extra.get("max_tokens")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def client_prices(client: ModelClient) -> Mapping[str, float] | None:
+    """The client's configured ``prices`` (USD per million tokens), or None if unknown."""
+    prices = getattr(client, "prices", None)
+    return prices if isinstance(prices, Mapping) and prices else None
 
 
 class Publisher:
@@ -54,7 +93,14 @@ class Publisher:
 
 
 class ModelCaller:
-    """Model requests of one trajectory: limits checked, events published, usage counted."""
+    """Model requests of one trajectory: admitted by the guard, events published, usage
+    counted.
+
+    ``gated``: every request of this trajectory is a sub-call (a child RLM started by
+    ``rlm_query``) and passes the run's gate; otherwise only ``purpose="subcall"``
+    requests (``llm_query`` and friends) do, while the root loop's own requests are
+    not sub-calls and pass freely (they still reserve tokens and cost).
+    """
 
     def __init__(
         self,
@@ -65,6 +111,7 @@ class ModelCaller:
         publish: Publish,
         temperature: float | None = None,
         max_reply_tokens: int | None = None,
+        gated: bool = False,
     ) -> None:
         self.client = client
         self.guard = guard
@@ -72,30 +119,60 @@ class ModelCaller:
         self.publish = publish
         self.temperature = temperature
         self.max_reply_tokens = max_reply_tokens
+        self.gated = gated
 
     def __call__(
-        self, messages: list[Message], *, purpose: str, client: ModelClient | None = None
+        self,
+        messages: list[Message],
+        *,
+        purpose: str,
+        client: ModelClient | None = None,
+        alive: threading.Event | None = None,
     ) -> Completion:
         """Send ``messages`` to ``client`` (default: the trajectory's) and return the reply."""
         client = client or self.client
-        self.guard.check()
-        call_id = uuid.uuid4().hex[:12]
-        self.publish(
-            ModelCallStarted,
-            call_id=call_id,
-            model=client.model_name,
-            purpose=purpose,
-            n_messages=len(messages),
+        cap = self.max_reply_tokens
+        admission = self.guard.admit(
+            estimate_request_tokens(messages),
+            cap if cap is not None else client_output_cap(client),
+            client_prices(client),
+            gated=self.gated or purpose == "subcall",
+            alive=alive,
         )
+        call_id = uuid.uuid4().hex[:12]
         options = CallOptions(
             temperature=self.temperature,
-            max_tokens=self.max_reply_tokens,
+            max_tokens=admission.output_cap,
             timeout=self.guard.clamp(None),
         )
+
+        def request() -> Completion:
+            # Runs on the request's own thread, which ends the admission: a request
+            # abandoned on a cancel or timeout keeps its slot and reservation while
+            # it still runs, and its usage is recorded when it ends after all.
+            if not admission.begin():
+                raise RunCancelled("the request was abandoned before it started")
+            try:
+                done = client.complete(messages, options)
+            except BaseException:
+                admission.release()
+                raise
+            admission.settle(done, self.usage)
+            return done
+
         started = time.perf_counter()
         try:
-            completion = self.guard.wait_for(lambda: client.complete(messages, options))
+            self.publish(
+                ModelCallStarted,
+                call_id=call_id,
+                model=client.model_name,
+                purpose=purpose,
+                n_messages=len(messages),
+            )
+            completion = self.guard.wait_for(request)
         except BaseException as exc:
+            # Ends the admission only if the request never began (else its thread does).
+            admission.drop_unstarted()
             self.publish(
                 ModelCallFinished,
                 call_id=call_id,
@@ -109,7 +186,6 @@ class ModelCaller:
             if limit is not None:
                 raise limit from exc
             raise
-        self.usage.record(completion)
         self.publish(
             ModelCallFinished,
             call_id=call_id,

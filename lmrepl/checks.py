@@ -144,6 +144,17 @@ def choice(*options: Any) -> Rule:
     return Rule(f"one of {', '.join(map(repr, options))}", lambda v: v in options)
 
 
+def paths() -> Rule:
+    """A list or tuple of absolute path strings."""
+
+    def test(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and all(
+            isinstance(p, str) and p.startswith("/") for p in v
+        )
+
+    return Rule("a list of absolute paths", test)
+
+
 def mapping(*, str_to_str: bool = False, optional: bool = True) -> Rule:
     """A dict (of str to str when ``str_to_str``)."""
 

@@ -16,6 +16,8 @@ class EngineSettings:
 
     environment: str = "kernel"
     environment_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Which sandbox the REPL's kernels run in (``lmrepl.repl.sandbox_label``).
+    sandbox: str = "in-process"
     max_depth: int = 1
     max_iterations: int = 30
     child_max_iterations: int | None = None

@@ -40,6 +40,7 @@ class RunStarted(Event):
     backend: str
     model: str
     environment: str
+    sandbox: str | None = None
     parent_run_id: str | None = None
 
 

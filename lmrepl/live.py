@@ -219,6 +219,7 @@ class LiveState:
         rec.backend = rec.backend or event.backend
         rec.model = rec.model or event.model
         rec.environment = rec.environment or event.environment
+        rec.sandbox = rec.sandbox or event.sandbox
         if rec.kind == "rlm":
             rec.status = "running"
             rec.n_candidates = max(rec.n_candidates, index + 1)

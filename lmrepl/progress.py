@@ -150,6 +150,8 @@ def header_line(state: LiveState, title: str | None = None, now: float | None = 
         f"  {state.elapsed(now):.1f} s · {rec.model_calls} model calls · "
         f"{rec.input_tokens:,} in / {rec.output_tokens:,} out tokens"
     )
+    if rec.sandbox:
+        head.append(f" · sandbox {rec.sandbox}")
     return head
 
 

@@ -189,6 +189,10 @@ class SearchRecord(UsageTotals):
     backend: str | None = None
     model: str | None = None
     environment: str | None = None
+    sandbox: str | None = Field(
+        default=None,
+        description="Where model code ran: bwrap, bwrap+network, none or in-process.",
+    )
     n_candidates: int = 1
     candidate_parallel: int = 1
     started_at: float | None = None

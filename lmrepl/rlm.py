@@ -17,6 +17,7 @@ from lmrepl.events import Event, EventBus
 from lmrepl.limits import LimitGuard
 from lmrepl.prompts import describe_context
 from lmrepl.records import CandidateRecord, Cluster, RunRecord, SearchRecord
+from lmrepl.repl import sandbox_label, sandbox_of
 from lmrepl.repl.base import REPL
 from lmrepl.runner import Trajectory
 from lmrepl.types import RLMChatCompletion
@@ -107,6 +108,8 @@ class RLM:
         self._set_backend(backend, backend_kwargs)
         self.environment = config.check_environment(environment, environment_kwargs)
         self.environment_kwargs = dict(environment_kwargs or {})
+        #: The kernels' sandbox (None for ``environment="local"``), chosen once here.
+        self.sandbox = sandbox_of(self.environment, self.environment_kwargs)
         self.other_backends = config.check_other_backends(other_backends, other_backend_kwargs)
         self.tools, self.tool_descriptions = config.split_tools("custom_tools", custom_tools)
         if custom_sub_tools is None:
@@ -252,6 +255,7 @@ class RLM:
             backend=self.backend,
             model=self._root_model_name(),
             environment=self.environment,
+            sandbox=sandbox_label(self.sandbox),
             n_candidates=n_candidates,
             candidate_parallel=candidate_parallel,
             started_at=time.time(),
@@ -276,6 +280,7 @@ class RLM:
         metadata = {
             "mode": "rlm",
             "context_info": record.context_info,
+            "sandbox": record.sandbox,
             **run.model_dump(exclude=CANDIDATE_ONLY_FIELDS),
         }
         return self._result(record, metadata, usage, started, answer or "")
@@ -310,11 +315,14 @@ class RLM:
         return str(self.backend_kwargs.get("model_name", self.backend))
 
     def _new_guard(self, usage: UsageTracker) -> LimitGuard:
+        """The guard of one ``completion()``: its limits, reservations and the one
+        sub-call gate that all its trajectories share (``lmrepl.limits``)."""
         guard = LimitGuard(
             usage,
             max_budget=self.max_budget,
             max_tokens=self.max_tokens,
             max_timeout=self.max_timeout,
+            max_concurrent=self.max_concurrent_subcalls,
         )
         with self._guard_lock:
             self._guard = guard
@@ -342,6 +350,7 @@ class RLM:
         settings = EngineSettings(
             environment=self.environment,
             environment_kwargs=self.environment_kwargs,
+            sandbox=sandbox_label(self.sandbox),
             max_depth=self.max_depth,
             max_iterations=self.max_iterations,
             child_max_iterations=self.child_max_iterations,

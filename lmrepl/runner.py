@@ -34,6 +34,7 @@ from lmrepl.prompts import (
 )
 from lmrepl.records import RunRecord, RunStatus, StepRecord
 from lmrepl.repl.base import REPL
+from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS
 from lmrepl.steps import StepRunner, step_record
 from lmrepl.subcalls import SubcallBridge
 from lmrepl.usage import UsageTracker
@@ -83,6 +84,8 @@ class Trajectory:
             publish=self.publish,
             temperature=s.temperature,
             max_reply_tokens=s.max_reply_tokens,
+            # A child RLM's every request is a sub-call of the run: it takes a gate slot.
+            gated=depth > 0 and parent_run_id is not None,
         )
         self.is_child = depth > 0 and parent_run_id is not None
         self.tools = s.sub_tools if self.is_child else s.tools
@@ -132,6 +135,9 @@ class Trajectory:
             max_concurrent=s.max_concurrent_subcalls,
             depth=self.depth,
             tools={k: v for k, v in self.tools.items() if callable(v)},
+            max_prompt_chars=int(
+                s.environment_kwargs.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)
+            ),
         )
         info = describe_context(contexts)
         self.publish(
@@ -141,6 +147,7 @@ class Trajectory:
             backend=self.engine.backend,
             model=self.client.model_name,
             environment=s.environment,
+            sandbox=s.sandbox,
             parent_run_id=rec.parent_run_id,
         )
         try:

@@ -17,6 +17,7 @@ from lmrepl.errors import AllCandidatesFailed, ConfigurationError, RunCancelled
 from lmrepl.events import CandidateFinished, CandidateQueued, SearchFinished, SearchStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.records import CandidateRecord, Cluster, SearchRecord
+from lmrepl.repl.sandbox import Sandbox
 from lmrepl.rlm import RLM, question_text
 from lmrepl.runner import Trajectory
 from lmrepl.scoring import select_winner, vc_score
@@ -98,7 +99,11 @@ class SRLM(RLM):
         self.confidence_elicitation = confidence_elicitation
         self.early_stop = early_stop
         # Kernels start in the background now, while the caller prepares the question.
-        _prewarm(self.environment, min(n_candidates, candidate_parallel))
+        _prewarm(self._pooled(), min(n_candidates, candidate_parallel))
+
+    def _pooled(self) -> Sandbox | None:
+        """The sandbox whose warm pool the candidates take kernels from (None: no pool)."""
+        return self.sandbox if self.environment_kwargs.get("use_pool", True) else None
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Search K trajectories for the answer to ``root_prompt`` about ``prompt``."""
@@ -187,7 +192,7 @@ class SRLM(RLM):
                 question=question,
             )
         )
-        _prewarm(self.environment, min(k, self.candidate_parallel))
+        _prewarm(self._pooled(), min(k, self.candidate_parallel))
         cands = [
             _CandidateRun(record.candidate(i), guard.derive(), usage.child()) for i in range(k)
         ]
@@ -215,7 +220,7 @@ class SRLM(RLM):
         )
         futures: list[Future[None]] = [pool.submit(run, c) for c in cands]
         try:
-            with _refill_held(self.environment, k, self.candidate_parallel):
+            with _refill_held(self._pooled(), k, self.candidate_parallel):
                 for f in futures:
                     f.result()
         except BaseException:
@@ -304,20 +309,23 @@ def _maybe_stop_early(cands: list[_CandidateRun]) -> None:
 
 
 def _refill_held(
-    environment: str, takes: int, parallel: int
+    sandbox: Sandbox | None, takes: int, parallel: int
 ) -> contextlib.AbstractContextManager[None]:
     """While candidates run, the kernel pool starts only the kernels they still need."""
-    if environment != "kernel":
+    if sandbox is None:
         return contextlib.nullcontext()
     from lmrepl.repl.kernel_pool import default_pool
 
-    return default_pool().refill_held(takes, parallel)
+    return default_pool(sandbox).refill_held(takes, parallel)
 
 
-def _prewarm(environment: str, n: int) -> None:
-    """Start kernels ahead so parallel candidates do not each pay a cold start."""
-    if environment != "kernel":
+def _prewarm(sandbox: Sandbox | None, n: int) -> None:
+    """Start kernels ahead so parallel candidates do not each pay a cold start.
+
+    ``sandbox`` is None for the in-process REPL, which has no kernels.
+    """
+    if sandbox is None:
         return
     from lmrepl.repl.kernel_pool import default_pool
 
-    default_pool().prewarm(n)
+    default_pool(sandbox).prewarm(n)

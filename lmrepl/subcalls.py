@@ -6,6 +6,15 @@ A ``SubcallBridge`` belongs to one trajectory. Model code reaches it through
 error string in its slot. Calls made by a cell that has since ended (timed out)
 are not started any more: their results could only land in a later cell.
 
+Model code is untrusted and may reach the bridge without the REPL runtime (raw
+kernel messages), so ``call`` checks every payload itself: a malformed one is a
+``BadHostCall`` (a ``ValueError``) with a clear message, and a prompt longer than
+``max_prompt_chars`` is refused before anything is sent (in a batch, in its slot).
+Every model request of a sub-call passes the run's gate and reservations in
+``ModelCaller``; custom tools are host functions, not model requests, and are not
+gated (they spend no tokens, and a tool that waited for a slot held by the cell that
+called it could deadlock).
+
 The bridge gets the few things it needs from its trajectory as callables (make a
 model call, start a child RLM, publish, record) and never sees the trajectory.
 """
@@ -19,12 +28,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lmrepl.admission import CellAbandoned
 from lmrepl.calls import CallModel, Publish
 from lmrepl.clients.base import ModelClient
 from lmrepl.errors import LimitExceeded, LMReplError, RunCancelled
 from lmrepl.events import SubcallFinished, SubcallStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.records import SubcallRecord
+from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS, prompt_too_long
 
 PREVIEW = 200
 
@@ -37,8 +48,25 @@ def _preview(text: str, n: int = PREVIEW) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-class CellAbandoned(LMReplError):
-    """A sub-call belongs to a cell that already ended."""
+__all__ = ["BadHostCall", "CellAbandoned", "RunChild", "SubcallBridge"]
+
+
+class BadHostCall(LMReplError, ValueError):
+    """A host call whose function or payload is malformed (model code sent it raw)."""
+
+
+def _text(payload: dict[str, Any], key: str, fn: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str):
+        raise BadHostCall(f"{fn}: {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _model(payload: dict[str, Any], fn: str) -> str | None:
+    model = payload.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadHostCall(f"{fn}: 'model' must be a string or None, got {type(model).__name__}")
+    return model
 
 
 class SubcallBridge:
@@ -56,6 +84,7 @@ class SubcallBridge:
         max_concurrent: int,
         depth: int,
         tools: dict[str, Callable[..., Any]],
+        max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     ) -> None:
         self.call_model = call_model
         # None: this trajectory is at max depth, so rlm_query is a plain model call.
@@ -67,6 +96,8 @@ class SubcallBridge:
         self.max_concurrent = max_concurrent
         self.depth = depth
         self.tools = tools
+        #: The longest prompt one sub-call may send (``max_prompt_chars``).
+        self.max_prompt_chars = max_prompt_chars
         self._cell_alive = threading.Event()
         self._cell_alive.set()
         self._cell_guards: list[LimitGuard] = []
@@ -102,21 +133,37 @@ class SubcallBridge:
 
     # -- HostBridge ---------------------------------------------------------------------
     def call(self, fn: str, payload: dict[str, Any]) -> Any:
-        """Run host function ``fn`` (see ``lmrepl.repl.base.HOST_FUNCTIONS``)."""
+        """Run host function ``fn`` (see ``lmrepl.repl.base.HOST_FUNCTIONS``).
+
+        Raises ``BadHostCall`` for a malformed call, whatever model code sent.
+        """
+        if not isinstance(payload, dict):
+            kind = type(payload).__name__
+            raise BadHostCall(f"host call {fn!r}: the payload must be a JSON object, got {kind}")
         scope = self._scope()
-        if fn == "llm_query":
-            return self._one("llm_query", str(payload["prompt"]), payload.get("model"), scope)
-        if fn == "rlm_query":
-            return self._one("rlm_query", str(payload["prompt"]), payload.get("model"), scope)
+        if fn in ("llm_query", "rlm_query"):
+            prompt = _text(payload, "prompt", fn)
+            return self._one(fn, prompt, _model(payload, fn), scope)
         if fn in ("llm_query_batched", "rlm_query_batched"):
-            prompts = [str(p) for p in payload["prompts"]]
-            return self._batch(fn, prompts, payload.get("model"), scope)
+            prompts = payload.get("prompts")
+            if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+                raise BadHostCall(f"{fn}: 'prompts' must be a list of strings")
+            return self._batch(fn, prompts, _model(payload, fn), scope)
         if fn == "tool":
-            name = str(payload["name"])
-            if name not in self.tools:
-                raise KeyError(f"no custom tool named {name!r}")
-            return self.tools[name](*payload.get("args", []), **payload.get("kwargs", {}))
-        raise ValueError(f"unknown host function {fn!r}")
+            return self._tool(payload)
+        raise BadHostCall(f"unknown host function {fn!r}")
+
+    def _tool(self, payload: dict[str, Any]) -> Any:
+        name = _text(payload, "name", "tool")
+        args = payload.get("args", [])
+        kwargs = payload.get("kwargs", {})
+        if not isinstance(args, list):
+            raise BadHostCall(f"tool {name!r}: 'args' must be a list")
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise BadHostCall(f"tool {name!r}: 'kwargs' must be an object with string keys")
+        if name not in self.tools:
+            raise KeyError(f"no custom tool named {name!r}")
+        return self.tools[name](*args, **kwargs)
 
     def _one(self, function: str, prompt: str, model: str | None, scope: threading.Event) -> str:
         result, error = self._run(function, prompt, model, scope, None)
@@ -171,12 +218,16 @@ class SubcallBridge:
         try:
             if not scope.is_set():
                 raise CellAbandoned("the cell that made this call already ended")
+            too_long = prompt_too_long(function, prompt, self.max_prompt_chars)
+            if too_long is not None:
+                raise BadHostCall(too_long)
             if function == "rlm_query" and self.run_child is not None:
                 text, child_run_id = self.run_child(prompt, client, self.child_guard())
             else:
                 messages = [{"role": "user", "content": prompt}]
-                text = self.call_model(messages, purpose="subcall", client=client).text
-        except (LimitExceeded, RunCancelled) as exc:
+                reply = self.call_model(messages, purpose="subcall", client=client, alive=scope)
+                text = reply.text
+        except (LimitExceeded, RunCancelled, BadHostCall) as exc:
             error = str(exc)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"

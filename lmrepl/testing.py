@@ -16,7 +16,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -146,6 +146,12 @@ class ScriptedServer:
     reply from each :class:`ScriptedRequest` instead. With neither, every reply is
     ``"ok"``. ``latency`` (s) delays every model request, on top of a reply's ``delay``.
     When the scripted replies run out the server answers HTTP 500 saying so.
+
+    The server counts the model requests it is handling at once (``in_flight``) and the
+    most it ever handled at once (``peak_concurrency``); ``concurrency_filter`` limits
+    both to the requests it accepts (e.g. sub-calls only). A request counts from its
+    arrival until its reply is computed, before the reply is sent, so the count never
+    includes a request whose client may already have its answer.
     """
 
     def __init__(
@@ -154,6 +160,7 @@ class ScriptedServer:
         *,
         responder: Responder | None = None,
         latency: float = 0.0,
+        concurrency_filter: Callable[[ScriptedRequest], bool] | None = None,
     ) -> None:
         if replies is not None and responder is not None:
             raise ValueError("give replies or responder, not both")
@@ -161,6 +168,8 @@ class ScriptedServer:
         self._responder = responder
         self.latency = float(latency)
         self._lock = threading.Lock()
+        # Wakes requests held by ``hold_at_peak`` when the count in flight changes.
+        self._cond = threading.Condition(self._lock)
         self._requests: list[ScriptedRequest] = []
         self._next = 0
         self._stopping = threading.Event()
@@ -169,6 +178,9 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        self.concurrency_filter = concurrency_filter
+        self._in_flight = 0
+        self._peak = 0
 
     def script(
         self,
@@ -289,6 +301,43 @@ class ScriptedServer:
         """Received chat/messages requests only (no ``GET /v1/models``)."""
         return [r for r in self.requests if r.api != "models"]
 
+    @property
+    def in_flight(self) -> int:
+        """Model requests (passing ``concurrency_filter``) being handled right now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def peak_concurrency(self) -> int:
+        """The most model requests (passing ``concurrency_filter``) handled at once."""
+        with self._lock:
+            return self._peak
+
+    def hold_at_peak(self, expected: int, *, grace: float = 2.0, timeout: float = 30.0) -> None:
+        """From a responder: hold this request until more than ``expected`` requests are
+        in flight, or ``expected`` have been for ``grace`` seconds (at most ``timeout``).
+
+        Held requests stay in flight, so a client that lets more than ``expected``
+        through shows it in ``peak_concurrency`` instead of slipping past by timing.
+        """
+        end = time.monotonic() + timeout
+        full_since: float | None = None
+        with self._cond:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if self._in_flight > expected or now >= end:
+                    return
+                if self._in_flight == expected:
+                    full_since = now if full_since is None else full_since
+                    if now - full_since >= grace:
+                        return
+                self._cond.wait(0.05)
+
+    def reset_peak(self) -> None:
+        """Start counting ``peak_concurrency`` afresh (from the requests in flight now)."""
+        with self._lock:
+            self._peak = self._in_flight
+
     def _record(self, request: ScriptedRequest) -> None:
         with self._lock:
             self._requests.append(request)
@@ -318,6 +367,24 @@ class ScriptedServer:
     def _respond(self, request: ScriptedRequest) -> tuple[int, dict[str, str], Any]:
         """(status, headers, JSON payload) for one model request."""
         self._record(request)
+        try:
+            counted = self.concurrency_filter is None or bool(self.concurrency_filter(request))
+        except Exception:
+            counted = False
+        if counted:
+            with self._lock:
+                self._in_flight += 1
+                self._peak = max(self._peak, self._in_flight)
+                self._cond.notify_all()
+        try:
+            return self._reply(request)
+        finally:
+            if counted:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+
+    def _reply(self, request: ScriptedRequest) -> tuple[int, dict[str, str], Any]:
         try:
             item = self._next_item(request)
         except Exception as exc:

@@ -120,6 +120,8 @@ def header_html(state: LiveState, now: float | None = None) -> str:
         parts.append(f"mode {escape(rec.mode)}")
     if rec.model:
         parts.append(f"model <code>{escape(rec.model)}</code>")
+    if rec.sandbox:
+        parts.append(f"sandbox {escape(rec.sandbox)}")
     totals = [
         clock(state, now),
         f"{rec.model_calls} model calls",

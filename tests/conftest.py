@@ -58,7 +58,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if kernel_mod is not None:
         kernel_mod.close_all()
     if pool_mod is not None:
-        pool_mod.default_pool().shutdown()
+        pool_mod.shutdown_all()
     deadline = time.monotonic() + 10
     left = _kernel_children()
     while left and time.monotonic() < deadline:

@@ -23,14 +23,16 @@ SCRIPT = textwrap.dedent(
     with ScriptedServer(replies=["```repl\\n" + code + "\\n```"]) as srv:
         rlm = RLM(backend="openai",
                   backend_kwargs={"model_name": "m", "base_url": srv.base_url, "api_key": "x"},
-                  environment=sys.argv[1])
+                  environment=sys.argv[1],
+                  # The cell signals the host, which a sandboxed kernel cannot reach.
+                  environment_kwargs={"sandbox": "none"} if sys.argv[1] == "kernel" else {})
         try:
             rlm.completion(str(os.getpid()), "q")
             print("NOT INTERRUPTED")
         except KeyboardInterrupt:
             print("PARTIAL", rlm.last_partial.response)
-        from lmrepl.repl.kernel_pool import default_pool
-        default_pool().shutdown()
+        from lmrepl.repl.kernel_pool import shutdown_all
+        shutdown_all()
         # Liveness, not speed: a kernel or cell thread still there after 5 s is a leak.
         gone, alive = psutil.wait_procs(
             [p for p in psutil.Process().children(recursive=True)

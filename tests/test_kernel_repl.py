@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from lmrepl.errors import ContextError
-from lmrepl.repl import kernel_context
 from lmrepl.repl.kernel import KERNEL_ENVIRONMENT_KWARGS, KernelREPL
 
 pytestmark = pytest.mark.timeout(120)
@@ -200,8 +199,9 @@ def _check_contexts(r: KernelREPL) -> None:
 
 def test_contexts_through_private_files(repl: KernelREPL) -> None:
     _check_contexts(repl)
-    assert os.listdir(kernel_context.private_dir()) == []  # the kernel deleted every file
-    assert os.stat(kernel_context.private_dir()).st_mode & 0o077 == 0
+    folder = repl.session.handle.kernel_dir
+    assert not [n for n in os.listdir(folder) if n.startswith("ctx-")]  # the kernel deleted them
+    assert os.stat(folder).st_mode & 0o077 == 0
 
 
 def test_contexts_through_the_protocol() -> None:

@@ -259,17 +259,21 @@ def test_cli_serve_stops_on_sigterm_with_an_external_request_in_flight() -> None
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
+        lines = [proc.stdout.readline() for _ in range(4)]
         base_url = lines[1].split()[-1]
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        # No key unless --api-key is given (then a line "API key: ..." says it).
-        api_key = next((ln.split()[-1] for ln in lines if ln.startswith("API key: ")), None)
+        # A random key by default, printed: whoever can reach the port still needs it.
+        assert lines[2].startswith("API key: ")
+        api_key = lines[2].split()[-1]
+        assert len(api_key) >= 24
+        assert _get(base_url + "/models") == 401
+        assert _get(base_url + "/models", api_key) == 200
         essay = [{"role": "user", "content": "Write a long essay about compilers."}]
         body = {"model": "m", "messages": essay, "max_tokens": 2000}
         request = urllib.request.Request(
             base_url + "/chat/completions",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
         )
         errors: list[BaseException] = []
 

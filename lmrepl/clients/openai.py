@@ -210,7 +210,10 @@ class OpenAIClient(ModelClient):
         if temperature is not None:
             params["temperature"] = temperature
         if max_tokens is not None:
-            params["max_tokens"] = max_tokens
+            # OpenAI's own API deprecates ``max_tokens`` (its reasoning models refuse
+            # it); compatible servers (llama.cpp, vLLM, ...) know ``max_tokens``.
+            official = self.base_url is None or "api.openai.com" in self.base_url
+            params["max_completion_tokens" if official else "max_tokens"] = max_tokens
         response_format = opts.response_format or self.response_format
         if response_format is not None:
             params["response_format"] = response_format

@@ -35,7 +35,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-name", default=None, help="name the server reports (default: the model's)"
     )
-    parser.add_argument("--api-key", default="", help="require this bearer token (default: none)")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="require this bearer token (default: a random one, printed; '' for none)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     parser.set_defaults(func=run_serve)
 

@@ -7,6 +7,7 @@ from typing import Any
 from lmrepl import checks
 from lmrepl.repl import settings
 from lmrepl.repl.base import REPL, CellResult, HostBridge
+from lmrepl.repl.sandbox import Sandbox, choose
 
 #: Names users may pass as ``environment``; "ipython" is lm-repl's name for the kernel.
 ENVIRONMENTS = ("kernel", "ipython", "local")
@@ -24,6 +25,24 @@ def validate_environment(environment: object, environment_kwargs: dict[str, Any]
     checks.check_settings("environment_kwargs", dict(environment_kwargs or {}), rules)
 
 
+def sandbox_of(environment: str, environment_kwargs: dict[str, Any] | None) -> Sandbox | None:
+    """The sandbox kernels of these settings run in; None for the in-process REPL.
+
+    ``sandbox="bwrap"`` raises ``ConfigurationError`` here when bubblewrap cannot run.
+    """
+    if canonical_environment(environment) == "local":
+        return None
+    from lmrepl.repl.kernel_env import KernelConfig
+
+    cfg = KernelConfig.from_kwargs(**dict(environment_kwargs or {}))
+    return choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
+
+
+def sandbox_label(sandbox: Sandbox | None) -> str:
+    """What a record shows: "bwrap", "bwrap+network", "none" or "in-process" (local)."""
+    return "in-process" if sandbox is None else sandbox.label
+
+
 def make_repl(environment: str, environment_kwargs: dict[str, Any] | None = None) -> REPL:
     """Create (not start) a REPL of ``environment``."""
     env = canonical_environment(environment)
@@ -37,4 +56,13 @@ def make_repl(environment: str, environment_kwargs: dict[str, Any] | None = None
     return KernelREPL(**kwargs)
 
 
-__all__ = ["REPL", "CellResult", "HostBridge", "canonical_environment", "make_repl"]
+__all__ = [
+    "REPL",
+    "CellResult",
+    "HostBridge",
+    "Sandbox",
+    "canonical_environment",
+    "make_repl",
+    "sandbox_label",
+    "sandbox_of",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -46,7 +47,8 @@ class CellResult:
     notice: str | None = None
 
     def text(self, max_chars: int) -> str:
-        """The output as the model sees it, truncated to ``max_chars``."""
+        """The output as the model sees it: control characters removed, truncated to
+        ``max_chars``."""
         parts = [p for p in (self.stdout, self.stderr) if p]
         if self.display is not None:
             parts.append(self.display)
@@ -54,8 +56,36 @@ class CellResult:
             parts.append(self.error)
         if self.notice:
             parts.append(f"[lmrepl] {self.notice}")
-        body = "\n".join(p.rstrip("\n") for p in parts) if parts else "(no output)"
+        # The one place cell output becomes model-visible text, for every REPL.
+        body = "\n".join(clean_text(p).rstrip("\n") for p in parts) if parts else "(no output)"
         return truncate(body, max_chars)
+
+
+# Terminal escape sequences: CSI (colours, cursor moves, screen clears), OSC (titles,
+# hyperlinks, clipboard) and DCS/SOS/PM/APC strings, in 7-bit and 8-bit forms, then any
+# other ESC sequence. String bodies are bounded so an unterminated one costs little.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]{0,4096}(?:\x07|\x1b\\|\x9c)"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]{0,4096}(?:\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+)
+# C0 and C1 controls and DEL, except tab and newline (carriage returns are handled first).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without terminal escape sequences or control characters, for the model.
+
+    Cell output is untrusted (a prompt injection can print anything): escape sequences
+    could hide or rewrite text where a person reads the transcript, and control bytes
+    have no meaning in a prompt. ``\\r\\n`` and a lone ``\\r`` become ``\\n``; tab and
+    newline stay.
+    """
+    if _CONTROLS.search(text) is None:
+        return text
+    text = _ESCAPES.sub("", text.replace("\r\n", "\n"))
+    return _CONTROLS.sub("", text.replace("\r", "\n"))
 
 
 def truncate(text: str, max_chars: int) -> str:

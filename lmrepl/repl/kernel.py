@@ -30,6 +30,7 @@ from lmrepl.repl.kernel_launch import KernelHandle, start_kernel
 from lmrepl.repl.kernel_pool import KernelPool, default_pool
 from lmrepl.repl.kernel_session import Drive, KernelGone, KernelSession
 from lmrepl.repl.runtime import BASE_NAMES
+from lmrepl.repl.sandbox import choose
 
 __all__ = ["KERNEL_ENVIRONMENT_KWARGS", "KernelNamespaceREPL", "KernelPool", "KernelREPL"]
 
@@ -65,6 +66,9 @@ class KernelREPL(REPL):
 
     def __init__(self, *, pool: KernelPool | None = None, **environment_kwargs: Any) -> None:
         self.config = KernelConfig.from_kwargs(**environment_kwargs)
+        cfg = self.config
+        #: Where this REPL's kernels run (``sandbox="bwrap"`` raises here if it cannot).
+        self.sandbox = choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
         self._pool = pool
         self._session: KernelSession | None = None
         self._bridge: HostBridge | None = None
@@ -90,8 +94,8 @@ class KernelREPL(REPL):
     def _new_kernel(self) -> KernelHandle:
         cfg = self.config
         if cfg.use_pool:
-            return (self._pool or default_pool()).take(cfg.startup_timeout)
-        return start_kernel(timeout=cfg.startup_timeout)
+            return (self._pool or default_pool(self.sandbox)).take(cfg.startup_timeout)
+        return start_kernel(timeout=cfg.startup_timeout, sandbox=self.sandbox)
 
     def _configure(self, session: KernelSession) -> None:
         cfg = self.config
@@ -100,6 +104,7 @@ class KernelREPL(REPL):
             memory_limit_mb=cfg.memory_limit_mb,
             env=cfg.extra_env,
             display_cap=session.stream_cap,
+            max_prompt_chars=cfg.max_prompt_chars,
         )
         try:
             session.op(op, cfg.startup_timeout)

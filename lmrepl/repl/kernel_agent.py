@@ -6,6 +6,11 @@ modules of the package ``lmrepl_kernel``, so the relative imports below work on 
 sides) and calls ``boot(runtime_source)``. ``Agent`` runs the
 host's operations and sends model code's host calls; ``kernel_protocol`` describes the
 messages and how instructions ride on a pending host call while a cell is blocked.
+
+The agent keeps what an honest cell sends the host small: a cell's printed output, its
+traceback and its displays keep their head and tail up to the host's cap, and requests
+and results stay under ``MAX_MESSAGE_BYTES`` (or fail with a clear error). These bounds
+are for honest code only: model code can undo them, so the host enforces its own.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import threading
 import traceback
 import types
+from collections import deque
 from typing import Any, Literal, cast
 
 from . import kernel_protocol as protocol
@@ -31,6 +37,14 @@ from . import kernel_strings
 
 # The host reads these many characters of a child's stream at most (head and tail kept).
 STREAM_CAP = 1_000_000
+#: The host drops any message from the kernel bigger than this (zmq ``MAXMSGSIZE``) and
+#: then replaces the kernel; the agent keeps everything it sends below it.
+MAX_MESSAGE_BYTES = 64 * 2**20
+# What one request or result may take on the wire; the rest is room for the envelope.
+_SEND_LIMIT = MAX_MESSAGE_BYTES - 2**20
+# A cell's printed output, head and tail together, is kept well inside one message even
+# when every character needs a six-byte JSON escape.
+_OUTPUT_CAP_LIMIT = MAX_MESSAGE_BYTES // 16
 
 
 class _Capture(io.StringIO):
@@ -40,11 +54,84 @@ class _Capture(io.StringIO):
         return False
 
 
-def _cap(text: str) -> str:
-    if len(text) <= STREAM_CAP:
+def _cap(text: str, cap: int = STREAM_CAP) -> str:
+    if len(text) <= cap:
         return text
-    half = STREAM_CAP // 2
-    return f"{text[:half]}\n... [{len(text) - STREAM_CAP} characters dropped] ...\n{text[-half:]}"
+    half = cap // 2
+    return f"{text[:half]}\n... [{len(text) - 2 * half} characters dropped] ...\n{text[-half:]}"
+
+
+def _wire_size(text: str) -> int:
+    """An upper bound of the bytes ASCII ``text`` (JSON from ``json.dumps``) takes once
+    the kernel's session has JSON-encoded it again, after a repr at most."""
+    return len(text) + 3 * (text.count("\\") + text.count('"') + text.count("'"))
+
+
+class _BoundedStream:
+    """Bounds what a cell writes to one of ipykernel's output streams.
+
+    ipykernel buffers a stream's writes and sends them as one message, so a 200 MB print
+    would reach the host whole. This wraps the stream's ``write``: the first half of the
+    cap passes at once, later text keeps only a rolling tail, which ``finish`` (at the
+    end of the cell) sends after a note of how much was dropped.
+    """
+
+    def __init__(self, stream: Any, cap: int) -> None:
+        cls = type(stream)
+        self.stream = stream
+        self._write = cls.write.__get__(stream, cls)
+        self.lock = threading.Lock()
+        self.cap = cap
+        self.passed = 0
+        self.tail: deque[str] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+        # A subclass, not an instance attribute, which IPython's tee (see ``boot``) would
+        # reset after the cell that installs it.
+        stream._lmrepl_bound = self
+        stream.__class__ = type(cls.__name__, (cls,), {"write": _write_bounded})
+
+    def write(self, text: str) -> int | None:
+        """Pass the head through, keep the tail, count the rest."""
+        if not isinstance(text, str):
+            return cast("int | None", self._write(text))  # the stream raises TypeError
+        n = len(text)
+        with self.lock:
+            half = self.cap // 2
+            head = min(max(half - self.passed, 0), n)
+            self.passed += head
+            if head < n:
+                keep = max(head, n - half)
+                self.dropped += keep - head
+                self.tail.append(text[keep:])
+                self.tail_len += n - keep
+                while self.tail_len > half:
+                    first = self.tail.popleft()
+                    cut = min(len(first), self.tail_len - half)
+                    if cut < len(first):
+                        self.tail.appendleft(first[cut:])
+                    self.tail_len -= cut
+                    self.dropped += cut
+        if head:
+            self._write(text if head == n else text[:head])
+        return n
+
+    def finish(self) -> None:
+        """The cell ended: send the note and the kept tail, start afresh."""
+        with self.lock:
+            tail, dropped = "".join(self.tail), self.dropped
+            self.tail.clear()
+            self.passed = self.tail_len = self.dropped = 0
+        if dropped:
+            self._write(f"\n... [{dropped} characters dropped] ...\n")
+        if tail:
+            self._write(tail)
+
+
+def _write_bounded(stream: Any, text: str) -> int | None:
+    """``write`` of a bounded stream."""
+    bound: _BoundedStream = stream._lmrepl_bound
+    return bound.write(text)
 
 
 def _child_traceback(exc: BaseException) -> str:
@@ -77,6 +164,14 @@ class Agent:
         # Names IPython itself put in the user namespace are not the model's variables.
         self.baseline = {k: id(v) for k, v in shell.user_ns.items()}
         self.cells = 0
+        self.output_cap = STREAM_CAP
+        self.streams = [
+            _BoundedStream(s, self.output_cap)
+            for s in (sys.stdout, sys.stderr)
+            if hasattr(s, "pub_thread")  # ipykernel's OutStream (not a test's capture)
+        ]
+        self._bound_tracebacks()
+        self._bound_displays()
         shell.events.register("pre_run_cell", self._pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
 
@@ -105,6 +200,12 @@ class Agent:
                 out = json.dumps(call)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"host call arguments must be JSON data: {exc}") from None
+            size = _wire_size(out)
+            if size > _SEND_LIMIT:
+                raise ValueError(
+                    f"{fn}: the request takes {size:,} bytes; one host call may send at "
+                    f"most {_SEND_LIMIT:,}. Send less at once (split a batch)."
+                )
             while True:
                 # One of ExecInstruction, CallResult, AbortReply (kernel_protocol).
                 reply: dict[str, Any] = json.loads(self.kernel.raw_input(protocol.MARKER + out))
@@ -118,6 +219,9 @@ class Agent:
                         cell=self.cell,
                     )
                     out = json.dumps(done)
+                    if _wire_size(out) > _SEND_LIMIT:
+                        done["result"] = protocol.OpResult(ok=False, error=_too_big(out))
+                        out = json.dumps(done)
                     continue
                 if reply.get("id") != wait:
                     out = json.dumps(
@@ -132,21 +236,95 @@ class Agent:
 
     # -- the main namespace's cells ----------------------------------------------
     def _pre_run_cell(self, info: Any) -> None:
+        for bound in self.streams:
+            # The bootstrap cell's tee left the unbounded ``write`` on the instance.
+            vars(bound.stream).pop("write", None)
         parent = self.kernel.get_parent("shell") or {}
         self.cell = str(parent.get("header", {}).get("msg_id", ""))
         self.runtimes[0].restore()
 
     def _post_run_cell(self, result: Any) -> None:
+        for stream in self.streams:
+            stream.finish()
+        self._cap_error(result)
         self.shell.display_pub.publish(
             data={protocol.POLL_MIME: self.runtimes[0].poll()}, metadata={}
         )
+
+    def _bound_tracebacks(self) -> None:
+        """Keep a main cell's error message (traceback and value) to the output cap."""
+        show = self.shell._showtraceback
+
+        def capped(etype: Any, evalue: Any, stb: Any) -> Any:
+            cap = self.output_cap // 2
+            frames = [_cap(str(f), cap) for f in stb] if isinstance(stb, list) else stb
+            if isinstance(frames, list) and len(frames) > 200:
+                frames = [*frames[:100], "... [frames dropped] ...\n", *frames[-100:]]
+            try:
+                # The shell only takes str(evalue), for the error message's ``evalue``.
+                value: Any = _cap(str(evalue), cap)
+            except Exception:
+                value = evalue
+            return show(etype, value, frames)
+
+        self.shell._showtraceback = capped
+
+    def _bound_displays(self) -> None:
+        """Keep a display's text (a cell's echo, ``display()``) to the output cap."""
+        hook, pub = self.shell.displayhook, self.shell.display_pub
+        write_format_data, publish = hook.write_format_data, pub.publish
+
+        def bundle(data: Any) -> Any:
+            if not isinstance(data, dict):
+                return data
+            # Room for an echo the repr caps of ``_cap_reprs`` already shortened.
+            cap = 2 * self.output_cap
+            out = {}
+            for key, value in data.items():
+                if key == "text/plain" and isinstance(value, str):
+                    value = _cap(value, cap)
+                elif key != protocol.POLL_MIME and isinstance(value, str) and len(value) > cap:
+                    continue  # the host reads text/plain only; too big to send whole
+                out[key] = value
+            return out
+
+        def capped_format_data(format_dict: Any, *args: Any, **kwargs: Any) -> Any:
+            return write_format_data(bundle(format_dict), *args, **kwargs)
+
+        def capped_publish(*args: Any, **kwargs: Any) -> Any:
+            if "data" in kwargs:
+                kwargs["data"] = bundle(kwargs["data"])
+            elif args:
+                args = (bundle(args[0]), *args[1:])
+            return publish(*args, **kwargs)
+
+        hook.write_format_data = capped_format_data
+        pub.publish = capped_publish
+
+    def _cap_error(self, result: Any) -> None:
+        """The execute reply repeats the exception's text: cap it as the traceback is."""
+        for name in ("error_before_exec", "error_in_exec"):
+            err = getattr(result, name, None)
+            if err is None:
+                continue
+            try:
+                text = str(err)
+            except Exception:
+                continue
+            if len(text) > self.output_cap // 2:
+                # Same class name (the host reads ``ename``), capped text.
+                stand_in = type(type(err).__name__, (Exception,), {})
+                setattr(result, name, stand_in(_cap(text, self.output_cap // 2)))
 
     # -- operations (from the shell channel or from instructions) ---------------------
     def meta_op(self) -> None:
         """Run the operation in the current request's metadata; the reply is ``result``."""
         parent = self.kernel.get_parent("shell") or {}
         op = (parent.get("metadata") or {}).get(protocol.OP_METADATA_KEY) or {}
-        self.result = json.dumps(self.run_op(cast(protocol.Op, op)))
+        result = json.dumps(self.run_op(cast(protocol.Op, op)))
+        if _wire_size(result) > _SEND_LIMIT:
+            result = json.dumps(protocol.OpResult(ok=False, error=_too_big(result)))
+        self.result = result
 
     def run_op(self, op: protocol.Op) -> protocol.OpResult:
         """Run one operation (``Agent.op_<name>``); never raises (errors go back as text)."""
@@ -170,6 +348,8 @@ class Agent:
         os.environ.update({str(k): str(v) for k, v in (op.get("env") or {}).items()})
         if op.get("display_cap"):
             self._cap_reprs(int(op["display_cap"]))
+        if op.get("max_prompt_chars"):
+            self.runtime.set_max_prompt_chars(int(op["max_prompt_chars"]))
         limit = op.get("memory_limit_mb")
         if limit is not None:
             import resource
@@ -184,11 +364,16 @@ class Agent:
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard != resource.RLIM_INFINITY:
                 want = min(want, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+            # Soft = hard: model code cannot lift the limit again.
+            resource.setrlimit(resource.RLIMIT_AS, (want, want))
         return protocol.ConfigResult(pid=os.getpid())
 
     def _cap_reprs(self, cap: int) -> None:
         """Echo of a huge str/bytes shows its head and tail, not megabytes of text."""
+        # The host's cap also bounds what one cell prints (less a margin for the note).
+        self.output_cap = min(max(cap - 200, 1000), _OUTPUT_CAP_LIMIT)
+        for stream in self.streams:
+            stream.cap = self.output_cap
         formatter = self.shell.display_formatter.formatters["text/plain"]
 
         def short(obj: Any, p: Any, cycle: bool) -> None:
@@ -306,7 +491,7 @@ class Agent:
             stdout=_cap(out.getvalue()),
             stderr=_cap(err.getvalue()),
             display=None if display is None else _cap(display),
-            error=error,
+            error=None if error is None else _cap(error),
             status=status,
             submitted=poll["submitted"],
             answer=poll["answer"],
@@ -348,6 +533,13 @@ class _Timer:
         self.stop.set()
 
 
+def _too_big(text: str) -> str:
+    return (
+        f"the result takes {_wire_size(text):,} bytes, over the {_SEND_LIMIT:,} one "
+        "message to the host may carry"
+    )
+
+
 def _decode(data: bytes | bytearray, kind: str) -> Any:
     if kind in (protocol.CTX_ASCII, protocol.CTX_UTF8):
         return data.decode("utf-8")
@@ -368,6 +560,10 @@ def boot(runtime_source: str) -> Agent:
     """Install the runtime into the user namespace and register the agent module."""
     shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821 - an IPython builtin
     shell.run_line_magic("xmode", "Plain")
+    # IPython 9 tees every cell's output into its history (kept in memory even with the
+    # history database off) by swapping the streams' ``write`` around each cell, which
+    # would also bypass the output bounds: no tee.
+    shell._tee = lambda channel: contextlib.nullcontext()
     with contextlib.suppress(Exception):  # the host strips ANSI codes anyway
         shell.colors = "nocolor"
     runtime = types.ModuleType(protocol.RUNTIME_MODULE)

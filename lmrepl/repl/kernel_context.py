@@ -1,7 +1,7 @@
 """Shipping contexts and tool values from the host to a kernel.
 
 Two paths. For a local kernel, a str or bytes value streams through a private named
-pipe (mode 0600 in a 0700 directory) that the host writes while the kernel reads, so
+pipe (mode 0600 in the kernel's own 0700 folder) that the host writes while the kernel reads, so
 neither a file copy nor a second full copy in the host exists: an ASCII str is written
 straight from its own buffer and read straight into the new string's buffer; other
 str go as UTF-8 encoded in chunks; bytes raw. Other values are pickled into a private
@@ -13,14 +13,11 @@ channel, or base64 inside instructions while the kernel is busy (a child's conte
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import io
 import os
 import pickle
-import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,21 +32,6 @@ if TYPE_CHECKING:
 
 _CHUNK_CHARS = 1 << 20
 _PROTOCOL_CHUNK = 3 << 20
-_dir_lock = threading.Lock()
-_private_dir: str | None = None
-
-
-def private_dir() -> str:
-    """This process's private directory for context files (removed at exit)."""
-    global _private_dir
-    with _dir_lock:
-        if _private_dir is None or not os.path.isdir(_private_dir):
-            # tmpfs when there is one: no disk writeback for a file that lives ~0.1 s.
-            shm = "/dev/shm"
-            where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-            _private_dir = tempfile.mkdtemp(prefix="lmrepl-ctx-", dir=where)
-            atexit.register(shutil.rmtree, _private_dir, True)
-        return _private_dir
 
 
 def _kind(value: Any) -> str:
@@ -91,10 +73,10 @@ def _pieces(value: Any, kind: str, size: int) -> Iterator[bytes | memoryview]:
             yield view[i : i + size]
 
 
-def write_file(value: Any) -> tuple[str, str, int]:
-    """Write ``value`` to a new private file; returns (path, kind, size in bytes)."""
+def write_file(value: Any, folder: str) -> tuple[str, str, int]:
+    """Write ``value`` to a new private file in ``folder``; returns (path, kind, size)."""
     kind = _kind(value)
-    path = os.path.join(private_dir(), f"ctx-{uuid.uuid4().hex}")
+    path = os.path.join(folder, f"ctx-{uuid.uuid4().hex}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     size = 0
     try:
@@ -122,8 +104,8 @@ def write_file(value: Any) -> tuple[str, str, int]:
 class _Fifo:
     """A named pipe the host writes while the kernel reads: no file copy, both at once."""
 
-    def __init__(self, value: Any, kind: str) -> None:
-        self.path = os.path.join(private_dir(), f"ctx-{uuid.uuid4().hex}")
+    def __init__(self, value: Any, kind: str, folder: str) -> None:
+        self.path = os.path.join(folder, f"ctx-{uuid.uuid4().hex}")
         os.mkfifo(self.path, 0o600)
         self.size = len(value) if kind in (protocol.CTX_ASCII, protocol.CTX_BYTES) else -1
         self._thread = threading.Thread(
@@ -151,8 +133,10 @@ def ship_context(
 ) -> int:
     """Load ``value`` as the next context of namespace ``ns``; returns its index."""
     kind = _kind(value)
+    # The kernel's own private folder: a sandboxed kernel sees nothing else of the host.
+    folder = session.handle.kernel_dir
     if local_files and kind != protocol.CTX_PICKLE and hasattr(os, "mkfifo"):
-        fifo = _Fifo(value, kind)
+        fifo = _Fifo(value, kind, folder)
         try:
             op = protocol.CtxFileOp(
                 op=protocol.OP_CTX_FILE, ns=ns, path=fifo.path, kind=kind, size=fifo.size
@@ -161,7 +145,7 @@ def ship_context(
         finally:
             fifo.finish()
     if local_files:
-        path, kind, size = write_file(value)
+        path, kind, size = write_file(value, folder)
         try:
             op = protocol.CtxFileOp(op=protocol.OP_CTX_FILE, ns=ns, path=path, kind=kind, size=size)
             return int(session.op(op, timeout))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from lmrepl import checks
 from lmrepl.credentials import is_secret_name
 from lmrepl.repl import settings
+from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS
 
 #: The ``environment_kwargs`` the kernel REPL accepts.
 KERNEL_ENVIRONMENT_KWARGS: frozenset[str] = frozenset(settings.KERNEL)
@@ -80,6 +81,8 @@ class KernelConfig:
 
     cell_timeout: float | None = 60.0
     max_output_chars: int = 20_000
+    #: The longest prompt one sub-call may send (refused in the kernel and on the host).
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     memory_limit_mb: int | None = None
     interrupt_grace: float = 2.0
     startup_timeout: float = 30.0
@@ -87,6 +90,12 @@ class KernelConfig:
     child_repls: Literal["namespace", "kernel"] = "namespace"
     extra_env: dict[str, str] = field(default_factory=dict)
     local_files: bool = True
+    #: "auto" (bubblewrap when it works here), "bwrap" (required) or "none".
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    #: Sandboxed kernels reach no network (not even loopback) unless this is True.
+    network: bool = False
+    #: Extra host folders a sandboxed kernel may read (read-only), e.g. a data folder.
+    read_only_paths: tuple[str, ...] = ()
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> KernelConfig:
@@ -97,4 +106,5 @@ class KernelConfig:
             if out.get(name) is not None:
                 out[name] = float(out[name])
         out["extra_env"] = dict(out.get("extra_env") or {})
+        out["read_only_paths"] = tuple(out.get("read_only_paths") or ())
         return cls(**out)

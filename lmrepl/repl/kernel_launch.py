@@ -5,6 +5,12 @@ Every kernel is forked by one long-lived spawner thread: the kernel asks Linux f
 forking from short-lived worker threads would kill kernels early. The same signal
 ends the kernel when the host is SIGKILLed, even while the kernel spins in C code
 (ipykernel's own parent poller needs the GIL and cannot run then).
+
+A sandboxed kernel (``sandbox.py``) is started as ``bwrap ... python -c <launch>``:
+the host's process is bwrap, which holds the sandbox, dies with the spawner thread
+(``--die-with-parent``) and takes every process inside with it; interrupts go to the
+kernel's own process, found below bwrap's reaper once the kernel has answered. Each
+kernel gets a private folder for its connection file, ipc sockets and context pipes.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
@@ -31,11 +36,16 @@ from jupyter_client.manager import KernelManager
 from lmrepl.repl import kernel_agent, kernel_strings
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.kernel_env import kernel_environment
+from lmrepl.repl.sandbox import LIMITS, Sandbox, bwrap_argv
 
-# Runs before ipykernel is imported: ask for SIGKILL when the forking thread ends, and
-# quit at once if the host already died between fork and prctl.
+#: Plain kernels: no sandbox (``environment_kwargs={"sandbox": "none"}``).
+NO_SANDBOX = Sandbox("none")
+
+# Runs before ipykernel is imported: ask for SIGKILL when the forking thread ends, quit
+# at once if the host already died between fork and prctl, and set the sandbox's hard
+# resource limits (soft = hard: nothing in the kernel can raise them again).
 _LAUNCH_CODE = (
-    "import ctypes, os, signal\n"
+    "import ctypes, os, signal, resource\n"
     "try:\n"
     "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
     "except Exception:\n"
@@ -43,6 +53,8 @@ _LAUNCH_CODE = (
     "_p = os.environ.get('JPY_PARENT_PID')\n"
     "if _p and os.getppid() != int(_p):\n"
     "    os._exit(1)\n"
+    "for _n, _v in {rlimits!r}.items():\n"
+    "    resource.setrlimit(getattr(resource, _n), (_v, _v))\n"
     "import runpy\n"
     "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)\n"
 )
@@ -87,15 +99,49 @@ def bootstrap_code() -> str:
 
 
 class KernelHandle:
-    """One started kernel process and a connected client."""
+    """One started kernel process (maybe inside a sandbox) and a connected client.
 
-    def __init__(self, km: KernelManager, proc: subprocess.Popen[bytes]) -> None:
+    ``proc`` is the process the host started: the kernel itself, or the bwrap that
+    holds its sandbox. ``pid`` is the kernel's own process (as the host sees it), the
+    one that gets interrupts.
+    """
+
+    def __init__(
+        self,
+        km: KernelManager,
+        proc: subprocess.Popen[bytes],
+        *,
+        sandbox: Sandbox = NO_SANDBOX,
+        kernel_dir: str,
+        home_dir: str | None = None,
+    ) -> None:
         self.km = km
         self.proc = proc
-        self.pid = proc.pid
+        self.sandbox = sandbox
+        #: The kernel's private folder: connection file, ipc sockets, context FIFOs.
+        self.kernel_dir = kernel_dir
+        self.home_dir = home_dir
+        self._pid: int | None = None if sandbox.kind == "bwrap" else proc.pid
         self.kc: Any = None
         self.ready = False
         self._killed = False
+
+    @property
+    def pid(self) -> int:
+        """The kernel process's id (until a sandboxed kernel answered: bwrap's)."""
+        return self.proc.pid if self._pid is None else self._pid
+
+    def find_kernel_process(self) -> None:
+        """Find a sandboxed kernel's own process, once, right after it answered.
+
+        Now the kernel is the only process below bwrap's reaper; later, orphans of model
+        code (reparented to the reaper) would sit at the same depth.
+        """
+        if self._pid is None:
+            found = _sandboxed_kernel_pid(self.proc.pid)
+            if found is None:
+                raise RuntimeError("the sandboxed kernel's process was not found below bwrap")
+            self._pid = found
 
     def alive(self) -> bool:
         """True while the kernel process runs (a cheap non-blocking waitpid)."""
@@ -103,32 +149,50 @@ class KernelHandle:
 
     def interrupt(self) -> None:
         """Send SIGINT to the kernel (ipykernel's interrupt_mode "signal")."""
+        if self._pid is None:
+            return  # a sandboxed kernel not started yet: nothing to stop
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGINT)
+            os.kill(self._pid, signal.SIGINT)
 
     def kill(self) -> None:
-        """SIGKILL the kernel's process group and remove its connection files."""
+        """SIGKILL the kernel's process tree and remove its files.
+
+        Unsandboxed, the kernel leads its own session, so its process group ends with it
+        (children that started their own session survive: SPEC §8.1). Sandboxed, killing
+        bwrap ends the sandbox's PID 1, and with it every process inside.
+        """
         if self._killed:
             return
         self._killed = True
-        # The kernel leads its own session (start_new_session), so the group ends with it.
-        for sender in (os.killpg, os.kill):
+        for sender, pid in ((os.killpg, self.proc.pid), (os.kill, self.proc.pid)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                sender(self.pid, signal.SIGKILL)
+                sender(pid, signal.SIGKILL)
+        if self._pid is not None and self._pid != self.proc.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         if self.kc is not None:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
         with contextlib.suppress(Exception):
-            self.km.cleanup_connection_file()
-            self.km.cleanup_ipc_files()
+            # Connection file, ipc files, the control socket and the manager's own zmq
+            # context: left to the garbage collector, that context's teardown can block.
+            self.km.cleanup_resources()
+        for folder in (self.kernel_dir, self.home_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def connect(self, timeout: float) -> None:
-        """Connect a client, wait until the kernel answers, and install the agent."""
-        from lmrepl.repl.kernel_messages import run_silent
+        """Connect a client, wait until the kernel answers, and install the agent.
 
-        kc = self.km.client()
+        The client's sockets come from a context with ``MAXMSGSIZE``: model code can send
+        the host any message, and none over the limit is ever read into memory.
+        """
+        from lmrepl.repl.kernel_messages import run_silent
+        from lmrepl.repl.kernel_validate import client_context
+
+        kc = self.km.client(context=client_context())
         kc.start_channels(hb=False)
         self.kc = kc
         kc.wait_for_ready(timeout=timeout)
@@ -140,24 +204,26 @@ class _Spawner:
     """The one long-lived thread that forks kernels (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[dict[str, str], Future[KernelHandle]]] = queue.Queue()
+        self._jobs: queue.Queue[tuple[dict[str, str], Sandbox, Future[KernelHandle]]] = (
+            queue.Queue()
+        )
         self._thread = threading.Thread(target=self._run, name="lmrepl-kernel-spawner", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            env, fut = self._jobs.get()
+            env, sandbox, fut = self._jobs.get()
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                fut.set_result(_launch(env))
+                fut.set_result(_launch(env, sandbox))
             except BaseException as exc:
                 fut.set_exception(exc)
 
-    def launch(self, env: dict[str, str]) -> Future[KernelHandle]:
-        """Fork a kernel with ``env`` on the spawner thread."""
+    def launch(self, env: dict[str, str], sandbox: Sandbox) -> Future[KernelHandle]:
+        """Fork a kernel with ``env`` in ``sandbox`` on the spawner thread."""
         fut: Future[KernelHandle] = Future()
-        self._jobs.put((env, fut))
+        self._jobs.put((env, sandbox, fut))
         return fut
 
 
@@ -166,7 +232,7 @@ _runtime_dir: str | None = None
 
 
 def _private_runtime_dir() -> str:
-    """A 0700 directory for connection files and ipc sockets (removed at exit)."""
+    """A 0700 directory holding one private folder per kernel (removed at exit)."""
     global _runtime_dir
     with _runtime_lock:
         if _runtime_dir is None or not os.path.isdir(_runtime_dir):
@@ -179,27 +245,55 @@ _KERNEL_NAME = "lmrepl"
 
 
 class _LmreplSpecs(KernelSpecManager):
-    """Knows one kernel spec, ours, built here rather than installed in a data dir."""
+    """Knows one kernel spec, built per launch rather than installed in a data dir."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self._argv = argv
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         """The lmrepl kernel spec, whatever the name (KernelManager asks for ``lmrepl``)."""
         return KernelSpec(
-            # No history database: model cells need no sqlite writes or startup cost.
-            argv=[
-                sys.executable,
-                "-c",
-                _LAUNCH_CODE,
-                "-f",
-                "{connection_file}",
-                "--HistoryManager.enabled=False",
-            ],
+            argv=self._argv,
             display_name="lmrepl",
             language="python",
             interrupt_mode="signal",
         )
 
 
-_SPECS = _LmreplSpecs()
+def kernel_argv(sandbox: Sandbox, kernel_dir: str, home_dir: str | None) -> list[str]:
+    """The command that starts one kernel, wrapped in bwrap for a sandboxed one."""
+    limits = LIMITS.as_rlimits() if sandbox.kind == "bwrap" else {}
+    argv = [
+        sys.executable,
+        "-c",
+        _LAUNCH_CODE.format(rlimits=limits),
+        "-f",
+        "{connection_file}",
+        # No history database: model cells need no sqlite writes or startup cost.
+        "--HistoryManager.enabled=False",
+    ]
+    if sandbox.kind == "bwrap":
+        assert home_dir is not None
+        return bwrap_argv(sandbox, kernel_dir=kernel_dir, home_dir=home_dir) + argv
+    return argv
+
+
+def _sandboxed_kernel_pid(bwrap_pid: int) -> int | None:
+    """The kernel under bwrap: bwrap -> its reaper (PID 1 inside) -> the kernel."""
+    level = [bwrap_pid]
+    for _ in range(2):
+        below: list[int] = []
+        for pid in level:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    below += [int(p) for p in f.read().split()]
+            except (OSError, ValueError):
+                continue
+        if not below:
+            return None
+        level = below
+    return min(level)
 
 
 def _kernel_process(km: KernelManager) -> subprocess.Popen[bytes]:
@@ -214,19 +308,31 @@ def _kernel_process(km: KernelManager) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _launch(env: dict[str, str]) -> KernelHandle:
-    # A unique ipc path per kernel: jupyter_client picks ipc "ports" by probing for
-    # existing socket files, so kernels launched back to back would otherwise collide.
-    base = os.path.join(_private_runtime_dir(), uuid.uuid4().hex[:12])
-    km = KernelManager(
-        transport="ipc",
-        ip=base,
-        connection_file=base + ".json",
-        kernel_spec_manager=_SPECS,
-        kernel_name=_KERNEL_NAME,
+def _launch(env: dict[str, str], sandbox: Sandbox) -> KernelHandle:
+    # One private folder per kernel: a sandboxed kernel sees only its own connection
+    # file, sockets and context pipes; and jupyter_client picks ipc "ports" by probing
+    # for existing socket files, so kernels sharing a folder could collide.
+    kernel_dir = tempfile.mkdtemp(prefix="k-", dir=_private_runtime_dir())
+    home_dir = None
+    if sandbox.kind == "bwrap":
+        home_dir = tempfile.mkdtemp(prefix="home-", dir=_private_runtime_dir())
+    try:
+        km = KernelManager(
+            transport="ipc",
+            ip=os.path.join(kernel_dir, "ipc"),
+            connection_file=os.path.join(kernel_dir, "kernel.json"),
+            kernel_spec_manager=_LmreplSpecs(kernel_argv(sandbox, kernel_dir, home_dir)),
+            kernel_name=_KERNEL_NAME,
+        )
+        km.start_kernel(env=env)
+    except BaseException:
+        for folder in (kernel_dir, home_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
+    handle = KernelHandle(
+        km, _kernel_process(km), sandbox=sandbox, kernel_dir=kernel_dir, home_dir=home_dir
     )
-    km.start_kernel(env=env)
-    handle = KernelHandle(km, _kernel_process(km))
     _LIVE.add(handle)
     return handle
 
@@ -236,16 +342,21 @@ _spawner_lock = threading.Lock()
 _spawner: _Spawner | None = None
 
 
-def start_kernel(extra_env: dict[str, str] | None = None, timeout: float = 30.0) -> KernelHandle:
+def start_kernel(
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    sandbox: Sandbox = NO_SANDBOX,
+) -> KernelHandle:
     """Start, connect and bootstrap one kernel now (no pool); kills it on failure."""
     global _spawner
     with _spawner_lock:
         if _spawner is None:
             _spawner = _Spawner()
         spawner = _spawner
-    handle = spawner.launch(kernel_environment(extra=extra_env)).result(timeout)
+    handle = spawner.launch(kernel_environment(extra=extra_env), sandbox).result(timeout)
     try:
         handle.connect(timeout)
+        handle.find_kernel_process()
     except BaseException:
         handle.kill()
         raise

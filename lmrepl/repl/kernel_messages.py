@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -11,9 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmrepl.repl.base import clean_text
 from lmrepl.repl.kernel_launch import KernelHandle
+from lmrepl.repl.kernel_validate import BadMessage, recv
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+__all__ = [
+    "TICK_MS",
+    "WORKERS",
+    "BadMessage",
+    "Drive",
+    "Faults",
+    "KernelGone",
+    "Stream",
+    "clean_traceback",
+    "recv",
+    "run_silent",
+]
+
 _INTERNAL = ("site-packages/ipykernel", "site-packages/IPython", "<lmrepl-")
 #: Liveness checks while waiting, in milliseconds.
 TICK_MS = 50
@@ -68,14 +81,10 @@ class KernelGone(Exception):
         self.outcome = outcome
 
 
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour codes."""
-    return _ANSI.sub("", text)
-
-
 def clean_traceback(frames: list[str]) -> str:
     """A kernel traceback as plain text without ipykernel/IPython/lmrepl frames."""
-    kept = [strip_ansi(f) for f in frames if not any(m in strip_ansi(f) for m in _INTERNAL)]
+    cleaned = [clean_text(str(f)) for f in frames]
+    kept = [f for f in cleaned if not any(m in f for m in _INTERNAL)]
     return "".join(f if f.endswith("\n") else f + "\n" for f in kept).rstrip("\n")
 
 
@@ -128,15 +137,33 @@ class Drive:
     error: str | None = None
     ename: str | None = None
     poll: dict[str, Any] | None = None
+    #: What was wrong with messages the kernel sent during the request (see ``Faults``).
+    faults: list[str] = field(default_factory=list)
 
 
-def recv(channel: Any) -> dict[str, Any] | None:
-    """The channel's next message if one is waiting, else None (never blocks)."""
-    try:
-        msg: dict[str, Any] = channel.get_msg(timeout=0)
-    except queue.Empty:
-        return None
-    return msg
+class Faults:
+    """Problems with a cell's messages (sentences), told to the model: the first few, then
+    a count."""
+
+    KEEP = 5
+
+    def __init__(self, into: list[str]) -> None:
+        self.items = into
+        self.more = 0
+
+    def add(self, what: str) -> None:
+        """Record one problem."""
+        if len(self.items) < self.KEEP:
+            self.items.append(what)
+        else:
+            self.more += 1
+
+    def text(self) -> str:
+        """The notice lines (empty when there was no problem)."""
+        lines = [f"[lmrepl] {f}" for f in self.items]
+        if self.more:
+            lines.append(f"[lmrepl] ... and {self.more} more problems with its messages")
+        return "\n".join(lines)
 
 
 def run_silent(
@@ -152,7 +179,10 @@ def run_silent(
         if time.monotonic() > deadline:
             raise TimeoutError(f"kernel did not answer within {timeout:.1f} s")
         if kc.shell_channel.socket.poll(TICK_MS):
-            msg = recv(kc.shell_channel)
+            try:
+                msg = recv(kc.shell_channel)
+            except BadMessage:
+                continue  # not ours: the bootstrap's reply is checked below
             if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
                 content: dict[str, Any] = msg["content"]
                 if content.get("status") != "ok":

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 from lmrepl.repl.kernel_launch import KernelHandle, start_kernel
+from lmrepl.repl.sandbox import Sandbox, choose
 
 #: The most kernels the pool keeps warm (each costs ~60 MB and a process).
 MAX_POOL_SIZE = 8
@@ -19,11 +20,16 @@ class KernelPool:
 
     ``size`` kernels are kept ready; after each ``take`` a background thread starts a
     replacement. Kernels are never returned to the pool (no state leaks between REPLs).
+    All kernels of a pool run in one ``sandbox`` (default: what ``sandbox="auto"``
+    chooses on this machine); in a sandbox no kernel can see or reach another.
     """
 
-    def __init__(self, size: int = 1, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, size: int = 1, startup_timeout: float = 30.0, sandbox: Sandbox | None = None
+    ) -> None:
         self.size = size
         self.startup_timeout = startup_timeout
+        self.sandbox = choose("auto") if sandbox is None else sandbox
         self._lock = threading.Condition()
         self._ready: list[KernelHandle] = []
         self._starting = 0
@@ -58,7 +64,7 @@ class KernelPool:
     def _fill_one(self) -> None:
         handle: KernelHandle | None = None
         try:
-            handle = start_kernel(timeout=self.startup_timeout)
+            handle = start_kernel(timeout=self.startup_timeout, sandbox=self.sandbox)
         except Exception:
             handle = None
         with self._lock:
@@ -133,7 +139,9 @@ class KernelPool:
             else:
                 self.prewarm(self.size)
         if handle is None:
-            handle = start_kernel(timeout=max(deadline - time.monotonic(), 1.0))
+            handle = start_kernel(
+                timeout=max(deadline - time.monotonic(), 1.0), sandbox=self.sandbox
+            )
         return handle
 
     def shutdown(self) -> None:
@@ -147,21 +155,25 @@ class KernelPool:
 
 
 _pool_lock = threading.Lock()
-_pool: KernelPool | None = None
+_pools: dict[Sandbox, KernelPool] = {}
 
 
-def default_pool() -> KernelPool:
-    """The process-wide pool (created on first use)."""
-    global _pool
+def default_pool(sandbox: Sandbox | None = None) -> KernelPool:
+    """The process-wide pool of kernels in ``sandbox`` (default: ``sandbox="auto"``'s)."""
+    key = choose("auto") if sandbox is None else sandbox
     with _pool_lock:
-        if _pool is None:
-            _pool = KernelPool()
-        return _pool
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = KernelPool(sandbox=key)
+        return pool
 
 
-def _at_exit() -> None:
-    if _pool is not None:
-        _pool.shutdown()
+def shutdown_all() -> None:
+    """Shut every process-wide pool down (registered with ``atexit``)."""
+    with _pool_lock:
+        pools = list(_pools.values())
+    for pool in pools:
+        pool.shutdown()
 
 
-atexit.register(_at_exit)
+atexit.register(shutdown_all)

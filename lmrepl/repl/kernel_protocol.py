@@ -184,6 +184,8 @@ class ConfigOp(Op):
     memory_limit_mb: int | None
     env: dict[str, str]
     display_cap: int
+    #: The longest prompt one sub-call may send (the runtime refuses longer ones).
+    max_prompt_chars: NotRequired[int]
 
 
 class CtxFileOp(Op):

@@ -1,5 +1,12 @@
 """The host side of the kernel protocol: one driver loop per kernel over its channels.
 
+Everything a kernel sends is untrusted input (SPEC §8): model code can reach the
+kernel's session and sockets and send any message. The driver reads messages bounded and
+checks them (``kernel_validate``); what is wrong with them is told to the model as a
+fault of the cell (``kernel_run``); host calls run at most one at a time per namespace;
+and a connection libzmq dropped for an oversized message ends the kernel, which the
+REPL replaces.
+
 One thread at a time *drives* a kernel: it sends an execute request and serves the
 shell, IOPub and stdin channels until the reply (and, for cells, the idle status)
 arrives. Host calls from the kernel (stdin ``input_request``) run ``bridge.call`` on a
@@ -13,46 +20,25 @@ defined in ``kernel_protocol``.
 
 from __future__ import annotations
 
-import ast
-import base64
 import contextlib
-import json
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from typing import Any
 
 import zmq
 
 from lmrepl.repl import kernel_protocol as protocol
+from lmrepl.repl import kernel_validate as validate
 from lmrepl.repl.base import HostBridge
 from lmrepl.repl.kernel_launch import KernelHandle
-from lmrepl.repl.kernel_messages import (
-    TICK_MS,
-    WORKERS,
-    Drive,
-    KernelGone,
-    Stream,
-    clean_traceback,
-    recv,
-    run_silent,
-)
+from lmrepl.repl.kernel_messages import TICK_MS, BadMessage, Drive, KernelGone, run_silent
+from lmrepl.repl.kernel_run import PARENT_ENDED, Instruction, Run, disconnected
+from lmrepl.repl.kernel_validate import MAX_MESSAGE_BYTES
 
 __all__ = ["Drive", "KernelGone", "KernelSession", "run_silent"]
-
-_PARENT_ENDED = protocol.OpResult(ok=False, error="the parent cell ended first")
-
-
-class _Instruction:
-    def __init__(self, op: protocol.Op, data: bytes | memoryview | None = None) -> None:
-        self.op = op
-        if data is not None:
-            self.op = {**op, "data": base64.b64encode(data).decode("ascii")}
-        self.id = f"e{id(self)}-{time.monotonic_ns()}"
-        self.sent = False
-        self.done = False
-        self.result: protocol.OpResult | None = None
 
 
 class KernelSession:
@@ -66,17 +52,20 @@ class KernelSession:
         self.next_ns = 1
         self._cond = threading.Condition()
         self._busy = False
-        self._queue: deque[_Instruction] = deque()
+        self._queue: deque[Instruction] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.closed = False
+        self._watch: dict[Any, str] = {}
+        self._watched: KernelHandle | None = None
 
     # -- public --------------------------------------------------------------------
     def replace(self, handle: KernelHandle) -> None:
         """Use a fresh kernel; namespaces of the old one are gone."""
         old, self.handle = self.handle, handle
         old.kill()
+        self._close_monitors()
         self.generation += 1
         self.bridges = {k: v for k, v in self.bridges.items() if k == 0}
 
@@ -96,7 +85,7 @@ class KernelSession:
         ``data`` travels as a binary message buffer over the shell channel, or base64
         inside the instruction when the kernel is busy (stdin replies are text only).
         """
-        instr = _Instruction(op, data)
+        instr = Instruction(op, data)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if self._busy:
@@ -137,13 +126,18 @@ class KernelSession:
                 raise KernelGone(drive.outcome)
             if drive.outcome == "timeout":
                 raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
-            shown = drive.reply.get("user_expressions", {}).get("r", {}).get("data", {})
-            instr.result = json.loads(ast.literal_eval(shown.get("text/plain", "'null'")))
+            try:
+                instr.result = validate.op_result(drive.reply, "r")
+            except BadMessage as exc:
+                raise RuntimeError(f"the kernel sent a malformed message: {exc}") from None
         # An empty or null result (the agent never stored one) counts as a failure.
         result = instr.result or protocol.OpResult(ok=False, error="no result")
         if not result.get("ok"):
             raise RuntimeError(str(result.get("error")))
-        return result.get("value")
+        try:
+            return validate.op_value(str(op.get("op")), result.get("value"))
+        except BadMessage as exc:
+            raise RuntimeError(f"the kernel sent a malformed message: {exc}") from None
 
     def run_cell(self, code: str, deadline: float | None, grace: float) -> Drive:
         """Run a main-namespace cell with host calls served; never waits past the grace."""
@@ -166,12 +160,17 @@ class KernelSession:
             return
         self.closed = True
         self.handle.kill()
+        with self._cond:
+            if not self._busy:  # a running driver still polls them
+                self._close_monitors()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     # -- internals ---------------------------------------------------------------
     def _wake(self) -> None:
+        if self.closed:  # the pipe's descriptors may belong to someone else by now
+            return
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
@@ -181,7 +180,7 @@ class KernelSession:
             for instr in self._queue:
                 if instr.sent and not instr.done:
                     instr.done = True
-                    instr.result = _PARENT_ENDED
+                    instr.result = PARENT_ENDED
             self._queue = deque(i for i in self._queue if not i.sent)
             self._cond.notify_all()
 
@@ -209,15 +208,14 @@ class KernelSession:
         request = kc.session.msg("execute_request", content, metadata=metadata or {})
         if buffers:
             request["buffers"] = buffers
-        kc.shell_channel.send(request)
-        msg_id = request["header"]["msg_id"]
-        out, err = Stream(self.stream_cap), Stream(self.stream_cap)
-        drive = Drive()
-        results: dict[str, protocol.CallResult] = {}
-        pending: dict[str, _Instruction] = {}
-        waiting: str | None = None
-        reply: dict[str, Any] | None = None
-        idle = silent
+        monitors = self._monitors()
+        # A connection lost before this request (model code's thread sent an oversized
+        # message between cells) is as fatal as one lost during it.
+        lost = [name for mon, name in monitors.items() if disconnected(mon)]
+        if not lost:
+            kc.shell_channel.send(request)
+        run = Run(self, request["header"]["msg_id"], idle=silent)
+        drive = run.drive
         interrupted_at: float | None = None
         poller = zmq.Poller()
         sockets = {
@@ -225,19 +223,28 @@ class KernelSession:
             kc.iopub_channel.socket: kc.iopub_channel,
             kc.stdin_channel.socket: kc.stdin_channel,
         }
-        for sock in sockets:
+        for sock in (*sockets, *monitors):
             poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
 
-        def answer(
-            value: protocol.ExecInstruction | protocol.CallResult | protocol.AbortReply,
-        ) -> None:
-            nonlocal waiting
-            kc.input(json.dumps(value))
-            waiting = None
-
-        while reply is None or not idle:
+        while True:
             now = time.monotonic()
+            if lost:
+                # libzmq dropped a frame over MAXMSGSIZE and, treating it as a protocol
+                # error, closed that connection for good: nothing more can be heard on
+                # that channel (the reply, the idle status, a host call), so the kernel
+                # is replaced. A kernel that died closes its connections too.
+                if not _exits(handle):
+                    run.faults.add(
+                        f"the kernel sent a message over the {MAX_MESSAGE_BYTES:,}-byte "
+                        f"limit on its {lost[0]} channel; the host dropped it and lost the "
+                        "connection, so the kernel was stopped"
+                    )
+                handle.kill()
+                drive.outcome = "died"
+                break
+            if run.finished():
+                break
             if deadline is not None and now >= deadline and interrupted_at is None:
                 interrupted_at = now
                 handle.interrupt()
@@ -247,23 +254,7 @@ class KernelSession:
             if not handle.alive():
                 drive.outcome = "died"
                 break
-            if waiting is not None:
-                if interrupted_at is not None:
-                    answer(protocol.AbortReply(id=waiting, abort=True))
-                elif waiting in results:
-                    answer(results.pop(waiting))
-                else:
-                    with self._cond:
-                        instr = self._queue.popleft() if self._queue else None
-                        if instr is not None:
-                            instr.sent = True
-                    if instr is not None:
-                        pending[instr.id] = instr
-                        answer(
-                            protocol.ExecInstruction(
-                                t=protocol.REPLY_EXEC, id=instr.id, op=instr.op
-                            )
-                        )
+            run.serve(interrupted=interrupted_at is not None)
             timeout_ms = TICK_MS
             if deadline is not None and interrupted_at is None:
                 timeout_ms = max(0, min(timeout_ms, int((deadline - now) * 1000) + 1))
@@ -271,88 +262,55 @@ class KernelSession:
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
+            lost = [name for mon, name in monitors.items() if mon in ready and disconnected(mon)]
             for sock, channel in sockets.items():
-                if sock not in ready:
-                    continue
-                while (msg := recv(channel)) is not None:
-                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                        continue
-                    kind = msg["msg_type"]
-                    content = msg["content"]
-                    if kind == "execute_reply":
-                        reply = content
-                    elif kind == "status":
-                        idle = idle or content.get("execution_state") == "idle"
-                    elif kind == "stream":
-                        (err if content.get("name") == "stderr" else out).add(content["text"])
-                    elif kind == "execute_result":
-                        drive.display = content.get("data", {}).get("text/plain")
-                    elif kind == "display_data":
-                        data = content.get("data", {})
-                        if protocol.POLL_MIME in data:
-                            drive.poll = data[protocol.POLL_MIME]
-                        elif "text/plain" in data:
-                            out.add(data["text/plain"] + "\n")
-                    elif kind == "error":
-                        drive.ename = content.get("ename")
-                        drive.error = clean_traceback(content.get("traceback", []))
-                    elif kind == "input_request":
-                        waiting = self._on_request(content, msg_id, results, pending, answer)
-        drive.reply = reply or {}
-        drive.stdout, drive.stderr = out.text(), err.text()
+                if sock in ready:
+                    run.read(channel)
+        drive.reply = run.reply or {}
+        if run.faults.items:
+            run.err.add(("\n" if run.err.head_len else "") + run.faults.text() + "\n")
+        drive.stdout, drive.stderr = run.out.text(), run.err.text()
         if drive.outcome == "ok":
             if interrupted_at is not None:
                 drive.outcome = "timeout"
             elif drive.reply.get("status") == "error":
                 drive.outcome = "error"
-        for instr in pending.values():
+        for instr in run.pending.values():
             instr.done = True
-            instr.result = _PARENT_ENDED
+            instr.result = PARENT_ENDED
         return drive
 
-    def _on_request(
-        self,
-        content: dict[str, Any],
-        msg_id: str,
-        results: dict[str, protocol.CallResult],
-        pending: dict[str, _Instruction],
-        answer: Any,
-    ) -> str | None:
-        prompt = str(content.get("prompt", ""))
-        if not prompt.startswith(protocol.MARKER):
-            # Plain input() from model code: nobody can type; answer with an empty line.
-            kc_answer = self.handle.kc.input
-            kc_answer("")
-            return None
-        # One of CallRequest, DoneRequest or a plain (wait) Request (kernel_protocol).
-        req: dict[str, Any] = json.loads(prompt[len(protocol.MARKER) :])
-        kind = req.get("t")
-        if kind == protocol.REQ_CALL:
-            bridge = self.bridges.get(int(req.get("ns", 0)))
-            WORKERS.submit(self._call, bridge, req, results)
-        elif kind == protocol.REQ_DONE:
-            instr = pending.pop(str(req.get("id")), None)
-            if instr is not None:
-                with self._cond:
-                    instr.result = req.get("result")
-                    instr.done = True
-                    self._cond.notify_all()
-        return str(req.get("wait"))
+    # -- socket monitors: how the host learns that libzmq dropped a connection ---------
+    def _monitors(self) -> dict[Any, str]:
+        """Monitors of the current kernel's channels, made on its first drive."""
+        if self._watched is not self.handle:
+            self._close_monitors()
+            kc = self.handle.kc
+            for name in ("shell", "iopub", "stdin"):
+                sock = getattr(kc, f"{name}_channel").socket
+                # Own inproc names: pyzmq's default reuses the socket's fd number, which a
+                # new socket may get while the old monitor is still being torn down.
+                addr = f"inproc://lmrepl-monitor-{uuid.uuid4().hex}"
+                try:
+                    self._watch[sock.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr)] = name
+                except zmq.ZMQError:
+                    continue  # unwatched: a lost connection then ends at the deadline
+            self._watched = self.handle
+        return self._watch
 
-    def _call(
-        self,
-        bridge: HostBridge | None,
-        req: dict[str, Any],
-        results: dict[str, protocol.CallResult],
-    ) -> None:
-        cid = str(req.get("id"))
-        try:
-            if bridge is None:
-                raise RuntimeError("this namespace has no host bridge")
-            value = bridge.call(str(req.get("fn")), dict(req.get("payload") or {}))
-            json.dumps(value)
-            result = protocol.CallResult(id=cid, ok=True, value=value)
-        except Exception as exc:
-            result = protocol.CallResult(id=cid, ok=False, error=str(exc) or type(exc).__name__)
-        results[cid] = result
-        self._wake()
+    def _close_monitors(self) -> None:
+        for mon in self._watch:
+            with contextlib.suppress(Exception):
+                mon.close(linger=0)
+        self._watch = {}
+        self._watched = None
+
+
+def _exits(handle: KernelHandle, within: float = 0.5) -> bool:
+    """True when the kernel process ends within ``within`` seconds (it is dying)."""
+    end = time.monotonic() + within
+    while handle.alive():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True

@@ -1,9 +1,12 @@
 """The in-process REPL: ``exec`` with notebook semantics and soft timeouts.
 
-Fast and dependency-free, for tests and trusted code. Model code shares the host
-process, so a timeout can only ask the cell's thread to stop (an asynchronous
-exception at the next bytecode); a C-level loop keeps running in the background.
-Use the kernel REPL for hard limits.
+Fast and dependency-free, for tests and trusted code only: it is **no boundary**.
+Model code runs in the host process, so it can read the host's secrets (``os.environ``,
+API keys in client objects, the user's files), change or lift the run's limits, and
+signal or kill the host. A timeout can only ask the cell's thread to stop (an
+asynchronous exception at the next bytecode): a C-level loop that holds the GIL
+freezes the whole host, timeouts and Ctrl-C included, until it returns. Use the
+(sandboxed) kernel REPL for anything that reads untrusted text.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from lmrepl.errors import ContextError
 from lmrepl.repl import settings
 from lmrepl.repl.base import REPL, CellResult, HostBridge
 from lmrepl.repl.capture import capture_output
-from lmrepl.repl.runtime import Runtime, install
+from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS, Runtime, install
 from lmrepl.repl.tracebacks import CELL_FILENAME, format_cell_exception
 
 
@@ -55,14 +58,25 @@ class LocalREPL(REPL):
 
     name = "local"
 
-    def __init__(self, cell_timeout: float | None = 60.0, max_output_chars: int = 20_000):
+    def __init__(
+        self,
+        cell_timeout: float | None = 60.0,
+        max_output_chars: int = 20_000,
+        max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    ):
         checks.check_settings(
             "environment_kwargs",
-            {"cell_timeout": cell_timeout, "max_output_chars": max_output_chars},
+            {
+                "cell_timeout": cell_timeout,
+                "max_output_chars": max_output_chars,
+                "max_prompt_chars": max_prompt_chars,
+            },
             settings.LOCAL,
         )
         self.cell_timeout = cell_timeout
         self.max_output_chars = max_output_chars
+        #: The longest prompt one sub-call may send (checked again by the host's bridge).
+        self.max_prompt_chars = max_prompt_chars
         self.ns: dict[str, Any] = {"__builtins__": builtins, "__name__": "__lmrepl__"}
         self._runtime: Runtime | None = None
         self._counter = 0
@@ -84,7 +98,7 @@ class LocalREPL(REPL):
         if self._runtime is not None:
             self._runtime.host_call = bridge.call
             return
-        self._runtime = install(self.ns, bridge.call)
+        self._runtime = install(self.ns, bridge.call, self.max_prompt_chars)
 
     def add_context(self, value: Any) -> int:
         """Load a private copy of ``value`` as the next ``context_N``."""
@@ -177,7 +191,8 @@ class LocalREPL(REPL):
     def _run_cell(self, code: str, box: dict[str, Any]) -> None:
         result = CellResult()
         box["result"] = result
-        with capture_output() as (out, err):
+        # Head and tail of what the cell prints, as the kernel REPL keeps them.
+        with capture_output(max(4 * self.max_output_chars, 100_000)) as (out, err):
             try:
                 display = self._exec(code)
                 if display is not None:

@@ -3,6 +3,10 @@
 This module is stdlib-only and self-contained on purpose: the kernel REPL ships
 its source to the kernel, which may run on another machine without lmrepl.
 ``install(ns, host_call)`` returns the ``Runtime`` that owns the protected names.
+
+A prompt longer than ``max_prompt_chars`` (an ``environment_kwargs`` setting) is
+refused here, before anything is sent; the host checks again, since model code can
+send host calls without this module.
 """
 
 from __future__ import annotations
@@ -11,6 +15,31 @@ from collections.abc import Callable
 from typing import Any
 
 HostCall = Callable[[str, dict[str, Any]], Any]
+
+#: Default of ``max_prompt_chars``: the longest prompt one sub-call may send (about
+#: 250k tokens, beyond any model's window; a larger one is a bug or an attack).
+DEFAULT_MAX_PROMPT_CHARS = 1_000_000
+#: The cap of runtimes created without one (a kernel's ``config`` operation sets it
+#: for every namespace of that kernel).
+max_prompt_chars = DEFAULT_MAX_PROMPT_CHARS
+
+
+def set_max_prompt_chars(cap: int) -> None:
+    """Set the cap of every runtime in this process that has none of its own."""
+    global max_prompt_chars
+    max_prompt_chars = int(cap)
+
+
+def prompt_too_long(fn: str, prompt: str, cap: int) -> str | None:
+    """The error text for a prompt over ``cap`` characters, or None if it fits."""
+    if len(prompt) <= cap:
+        return None
+    return (
+        f"{fn}: the prompt has {len(prompt):,} characters; one sub-call may send at most "
+        f"{cap:,} (environment_kwargs max_prompt_chars). Send smaller pieces, e.g. "
+        "chunks of the context."
+    )
+
 
 BASE_NAMES = (
     "llm_query",
@@ -38,9 +67,13 @@ def as_text(value: Any) -> str:
 class Runtime:
     """Owns the protected names of one namespace and the submission state."""
 
-    def __init__(self, ns: dict[str, Any], host_call: HostCall) -> None:
+    def __init__(
+        self, ns: dict[str, Any], host_call: HostCall, prompt_cap: int | None = None
+    ) -> None:
         self.ns = ns
         self.host_call = host_call
+        #: This runtime's ``max_prompt_chars`` (None: the module's ``max_prompt_chars``).
+        self.prompt_cap = prompt_cap
         self.contexts: list[Any] = []
         self.tools: dict[str, Any] = {}
         self.history: list[Any] = []
@@ -51,25 +84,48 @@ class Runtime:
     # -- functions model code calls ------------------------------------------------
     def llm_query(self, prompt: Any, model: str | None = None) -> str:
         """One plain language-model call; returns the reply text."""
-        return str(self.host_call("llm_query", {"prompt": as_text(prompt), "model": model}))
+        return self._one("llm_query", prompt, model)
 
     def llm_query_batched(self, prompts: Any, model: str | None = None) -> list[str]:
         """Concurrent calls; replies in input order, an error string in a failed slot."""
-        items = [as_text(p) for p in _as_list(prompts, "llm_query_batched")]
-        return [
-            str(r) for r in self.host_call("llm_query_batched", {"prompts": items, "model": model})
-        ]
+        return self._batch("llm_query_batched", "llm_query", prompts, model)
 
     def rlm_query(self, prompt: Any, model: str | None = None) -> str:
         """A recursive child RLM on ``prompt``; returns its answer."""
-        return str(self.host_call("rlm_query", {"prompt": as_text(prompt), "model": model}))
+        return self._one("rlm_query", prompt, model)
 
     def rlm_query_batched(self, prompts: Any, model: str | None = None) -> list[str]:
         """Concurrent child RLMs; answers in input order."""
-        items = [as_text(p) for p in _as_list(prompts, "rlm_query_batched")]
-        return [
-            str(r) for r in self.host_call("rlm_query_batched", {"prompts": items, "model": model})
-        ]
+        return self._batch("rlm_query_batched", "rlm_query", prompts, model)
+
+    def _cap(self) -> int:
+        return self.prompt_cap if self.prompt_cap is not None else max_prompt_chars
+
+    def _one(self, fn: str, prompt: Any, model: str | None) -> str:
+        text = as_text(prompt)
+        too_long = prompt_too_long(fn, text, self._cap())
+        if too_long is not None:
+            raise ValueError(too_long)
+        return str(self.host_call(fn, {"prompt": text, "model": model}))
+
+    def _batch(self, fn: str, single: str, prompts: Any, model: str | None) -> list[str]:
+        items = [as_text(p) for p in _as_list(prompts, fn)]
+        cap = self._cap()
+        # An oversize prompt fails in its own slot, like any failed prompt of a batch;
+        # only the others are sent.
+        out: list[str | None] = [None] * len(items)
+        send: list[int] = []
+        for i, text in enumerate(items):
+            too_long = prompt_too_long(single, text, cap)
+            if too_long is None:
+                send.append(i)
+            else:
+                out[i] = "Error: " + too_long
+        if send:
+            replies = self.host_call(fn, {"prompts": [items[i] for i in send], "model": model})
+            for i, reply in zip(send, replies, strict=False):
+                out[i] = str(reply)
+        return [r if r is not None else "Error: no reply" for r in out]
 
     def FINAL(self, value: Any) -> None:
         """Submit ``value`` as the final answer (returns None so a bare call echoes nothing)."""
@@ -190,6 +246,9 @@ def _as_list(prompts: Any, fn: str) -> list[Any]:
         raise TypeError(f"{fn} takes a list of prompts, got {type(prompts).__name__}") from None
 
 
-def install(ns: dict[str, Any], host_call: HostCall) -> Runtime:
-    """Install the REPL names into ``ns`` and return their owner."""
-    return Runtime(ns, host_call)
+def install(ns: dict[str, Any], host_call: HostCall, prompt_cap: int | None = None) -> Runtime:
+    """Install the REPL names into ``ns`` and return their owner.
+
+    ``prompt_cap``: this namespace's ``max_prompt_chars`` (None: the process-wide one).
+    """
+    return Runtime(ns, host_call, prompt_cap)

@@ -9,6 +9,7 @@ from lmrepl.checks import Rule
 COMMON: dict[str, Rule] = {
     "cell_timeout": checks.seconds(optional=True),
     "max_output_chars": checks.integer(1),
+    "max_prompt_chars": checks.integer(1),  # per sub-call prompt, see lmrepl.repl.runtime
 }
 
 #: The kernel REPL's settings (see ``KernelConfig`` for their meaning and defaults).
@@ -21,6 +22,9 @@ KERNEL: dict[str, Rule] = {
     "child_repls": checks.choice("namespace", "kernel"),
     "extra_env": checks.mapping(str_to_str=True),
     "local_files": checks.boolean(),
+    "sandbox": checks.choice("auto", "bwrap", "none"),
+    "network": checks.boolean(),
+    "read_only_paths": checks.paths(),
 }
 
 #: The in-process REPL's settings.
