@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from engine_helpers import is_root, last_user, make_rlm, repl, turns
 
-from lmrepl.repl.kernel_agent import MAX_MESSAGE_BYTES
+from lmrepl.repl.kernel_bounds import MAX_MESSAGE_BYTES
 from lmrepl.testing import ScriptedRequest, ScriptedServer
 from lmrepl.types import RLMChatCompletion
 

@@ -152,6 +152,8 @@ def test_kernel_side_modules_stay_out_of_the_user_namespace(repl: KernelREPL) ->
         "lmrepl_kernel",
         "kernel_protocol",
         "kernel_agent",
+        "kernel_bounds",
+        "bounds",
         "protocol",
         "Agent",
         "boot",

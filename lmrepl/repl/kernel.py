@@ -207,8 +207,8 @@ class KernelREPL(REPL):
             )
             status = "restarted"
         else:
-            what = "The kernel process died while running the cell (crash, os._exit or out "
-            what += "of memory)"
+            what = "The kernel process died or was ended while running the cell (crash, "
+            what += "os._exit, out of memory, or a message to the host it could not accept)"
             status = "died"
         for child in list(self._children):
             child.orphan()

@@ -1,15 +1,16 @@
 """The kernel-side half of the kernel REPL, shipped to the kernel as source text.
 
 Stdlib-only, like ``runtime.py``: the host sends this file's text with
-``kernel_protocol``'s and ``kernel_strings``' in one execute request (there they become
-modules of the package ``lmrepl_kernel``, so the relative imports below work on both
-sides) and calls ``boot(runtime_source)``. ``Agent`` runs the
+``kernel_protocol``'s, ``kernel_strings``' and ``kernel_bounds``' in one execute request
+(there they become modules of the package ``lmrepl_kernel``, so the relative imports
+below work on both sides) and calls ``boot(runtime_source)``. ``Agent`` runs the
 host's operations and sends model code's host calls; ``kernel_protocol`` describes the
 messages and how instructions ride on a pending host call while a cell is blocked.
 
 The agent keeps what an honest cell sends the host small: a cell's printed output, its
 traceback and its displays keep their head and tail up to the host's cap, and requests
-and results stay under ``MAX_MESSAGE_BYTES`` (or fail with a clear error). These bounds
+and results stay under ``MAX_MESSAGE_BYTES`` (or fail with a clear error); the bounds
+themselves are in ``kernel_bounds``. These bounds
 are for honest code only: model code can undo them, so the host enforces its own.
 """
 
@@ -29,22 +30,11 @@ import sys
 import threading
 import traceback
 import types
-from collections import deque
 from typing import Any, Literal, cast
 
+from . import kernel_bounds as bounds
 from . import kernel_protocol as protocol
 from . import kernel_strings
-
-# The host reads these many characters of a child's stream at most (head and tail kept).
-STREAM_CAP = 1_000_000
-#: The host drops any message from the kernel bigger than this (zmq ``MAXMSGSIZE``) and
-#: then replaces the kernel; the agent keeps everything it sends below it.
-MAX_MESSAGE_BYTES = 64 * 2**20
-# What one request or result may take on the wire; the rest is room for the envelope.
-_SEND_LIMIT = MAX_MESSAGE_BYTES - 2**20
-# A cell's printed output, head and tail together, is kept well inside one message even
-# when every character needs a six-byte JSON escape.
-_OUTPUT_CAP_LIMIT = MAX_MESSAGE_BYTES // 16
 
 
 class _Capture(io.StringIO):
@@ -52,86 +42,6 @@ class _Capture(io.StringIO):
 
     def isatty(self) -> bool:
         return False
-
-
-def _cap(text: str, cap: int = STREAM_CAP) -> str:
-    if len(text) <= cap:
-        return text
-    half = cap // 2
-    return f"{text[:half]}\n... [{len(text) - 2 * half} characters dropped] ...\n{text[-half:]}"
-
-
-def _wire_size(text: str) -> int:
-    """An upper bound of the bytes ASCII ``text`` (JSON from ``json.dumps``) takes once
-    the kernel's session has JSON-encoded it again, after a repr at most."""
-    return len(text) + 3 * (text.count("\\") + text.count('"') + text.count("'"))
-
-
-class _BoundedStream:
-    """Bounds what a cell writes to one of ipykernel's output streams.
-
-    ipykernel buffers a stream's writes and sends them as one message, so a 200 MB print
-    would reach the host whole. This wraps the stream's ``write``: the first half of the
-    cap passes at once, later text keeps only a rolling tail, which ``finish`` (at the
-    end of the cell) sends after a note of how much was dropped.
-    """
-
-    def __init__(self, stream: Any, cap: int) -> None:
-        cls = type(stream)
-        self.stream = stream
-        self._write = cls.write.__get__(stream, cls)
-        self.lock = threading.Lock()
-        self.cap = cap
-        self.passed = 0
-        self.tail: deque[str] = deque()
-        self.tail_len = 0
-        self.dropped = 0
-        # A subclass, not an instance attribute, which IPython's tee (see ``boot``) would
-        # reset after the cell that installs it.
-        stream._lmrepl_bound = self
-        stream.__class__ = type(cls.__name__, (cls,), {"write": _write_bounded})
-
-    def write(self, text: str) -> int | None:
-        """Pass the head through, keep the tail, count the rest."""
-        if not isinstance(text, str):
-            return cast("int | None", self._write(text))  # the stream raises TypeError
-        n = len(text)
-        with self.lock:
-            half = self.cap // 2
-            head = min(max(half - self.passed, 0), n)
-            self.passed += head
-            if head < n:
-                keep = max(head, n - half)
-                self.dropped += keep - head
-                self.tail.append(text[keep:])
-                self.tail_len += n - keep
-                while self.tail_len > half:
-                    first = self.tail.popleft()
-                    cut = min(len(first), self.tail_len - half)
-                    if cut < len(first):
-                        self.tail.appendleft(first[cut:])
-                    self.tail_len -= cut
-                    self.dropped += cut
-        if head:
-            self._write(text if head == n else text[:head])
-        return n
-
-    def finish(self) -> None:
-        """The cell ended: send the note and the kept tail, start afresh."""
-        with self.lock:
-            tail, dropped = "".join(self.tail), self.dropped
-            self.tail.clear()
-            self.passed = self.tail_len = self.dropped = 0
-        if dropped:
-            self._write(f"\n... [{dropped} characters dropped] ...\n")
-        if tail:
-            self._write(tail)
-
-
-def _write_bounded(stream: Any, text: str) -> int | None:
-    """``write`` of a bounded stream."""
-    bound: _BoundedStream = stream._lmrepl_bound
-    return bound.write(text)
 
 
 def _child_traceback(exc: BaseException) -> str:
@@ -164,14 +74,14 @@ class Agent:
         # Names IPython itself put in the user namespace are not the model's variables.
         self.baseline = {k: id(v) for k, v in shell.user_ns.items()}
         self.cells = 0
-        self.output_cap = STREAM_CAP
+        self.output_cap = bounds.STREAM_CAP
         self.streams = [
-            _BoundedStream(s, self.output_cap)
+            bounds.BoundedStream(s, self.output_cap)
             for s in (sys.stdout, sys.stderr)
             if hasattr(s, "pub_thread")  # ipykernel's OutStream (not a test's capture)
         ]
-        self._bound_tracebacks()
-        self._bound_displays()
+        bounds.bound_tracebacks(shell, lambda: self.output_cap)
+        bounds.bound_displays(shell, lambda: self.output_cap)
         shell.events.register("pre_run_cell", self._pre_run_cell)
         shell.events.register("post_run_cell", self._post_run_cell)
 
@@ -200,11 +110,11 @@ class Agent:
                 out = json.dumps(call)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"host call arguments must be JSON data: {exc}") from None
-            size = _wire_size(out)
-            if size > _SEND_LIMIT:
+            size = bounds.wire_size(out)
+            if size > bounds.SEND_LIMIT:
                 raise ValueError(
                     f"{fn}: the request takes {size:,} bytes; one host call may send at "
-                    f"most {_SEND_LIMIT:,}. Send less at once (split a batch)."
+                    f"most {bounds.SEND_LIMIT:,}. Send less at once (split a batch)."
                 )
             while True:
                 # One of ExecInstruction, CallResult, AbortReply (kernel_protocol).
@@ -219,8 +129,8 @@ class Agent:
                         cell=self.cell,
                     )
                     out = json.dumps(done)
-                    if _wire_size(out) > _SEND_LIMIT:
-                        done["result"] = protocol.OpResult(ok=False, error=_too_big(out))
+                    if bounds.wire_size(out) > bounds.SEND_LIMIT:
+                        done["result"] = protocol.OpResult(ok=False, error=bounds.too_big(out))
                         out = json.dumps(done)
                     continue
                 if reply.get("id") != wait:
@@ -246,75 +156,10 @@ class Agent:
     def _post_run_cell(self, result: Any) -> None:
         for stream in self.streams:
             stream.finish()
-        self._cap_error(result)
+        bounds.cap_error(result, self.output_cap)
         self.shell.display_pub.publish(
             data={protocol.POLL_MIME: self.runtimes[0].poll()}, metadata={}
         )
-
-    def _bound_tracebacks(self) -> None:
-        """Keep a main cell's error message (traceback and value) to the output cap."""
-        show = self.shell._showtraceback
-
-        def capped(etype: Any, evalue: Any, stb: Any) -> Any:
-            cap = self.output_cap // 2
-            frames = [_cap(str(f), cap) for f in stb] if isinstance(stb, list) else stb
-            if isinstance(frames, list) and len(frames) > 200:
-                frames = [*frames[:100], "... [frames dropped] ...\n", *frames[-100:]]
-            try:
-                # The shell only takes str(evalue), for the error message's ``evalue``.
-                value: Any = _cap(str(evalue), cap)
-            except Exception:
-                value = evalue
-            return show(etype, value, frames)
-
-        self.shell._showtraceback = capped
-
-    def _bound_displays(self) -> None:
-        """Keep a display's text (a cell's echo, ``display()``) to the output cap."""
-        hook, pub = self.shell.displayhook, self.shell.display_pub
-        write_format_data, publish = hook.write_format_data, pub.publish
-
-        def bundle(data: Any) -> Any:
-            if not isinstance(data, dict):
-                return data
-            # Room for an echo the repr caps of ``_cap_reprs`` already shortened.
-            cap = 2 * self.output_cap
-            out = {}
-            for key, value in data.items():
-                if key == "text/plain" and isinstance(value, str):
-                    value = _cap(value, cap)
-                elif key != protocol.POLL_MIME and isinstance(value, str) and len(value) > cap:
-                    continue  # the host reads text/plain only; too big to send whole
-                out[key] = value
-            return out
-
-        def capped_format_data(format_dict: Any, *args: Any, **kwargs: Any) -> Any:
-            return write_format_data(bundle(format_dict), *args, **kwargs)
-
-        def capped_publish(*args: Any, **kwargs: Any) -> Any:
-            if "data" in kwargs:
-                kwargs["data"] = bundle(kwargs["data"])
-            elif args:
-                args = (bundle(args[0]), *args[1:])
-            return publish(*args, **kwargs)
-
-        hook.write_format_data = capped_format_data
-        pub.publish = capped_publish
-
-    def _cap_error(self, result: Any) -> None:
-        """The execute reply repeats the exception's text: cap it as the traceback is."""
-        for name in ("error_before_exec", "error_in_exec"):
-            err = getattr(result, name, None)
-            if err is None:
-                continue
-            try:
-                text = str(err)
-            except Exception:
-                continue
-            if len(text) > self.output_cap // 2:
-                # Same class name (the host reads ``ename``), capped text.
-                stand_in = type(type(err).__name__, (Exception,), {})
-                setattr(result, name, stand_in(_cap(text, self.output_cap // 2)))
 
     # -- operations (from the shell channel or from instructions) ---------------------
     def meta_op(self) -> None:
@@ -322,8 +167,8 @@ class Agent:
         parent = self.kernel.get_parent("shell") or {}
         op = (parent.get("metadata") or {}).get(protocol.OP_METADATA_KEY) or {}
         result = json.dumps(self.run_op(cast(protocol.Op, op)))
-        if _wire_size(result) > _SEND_LIMIT:
-            result = json.dumps(protocol.OpResult(ok=False, error=_too_big(result)))
+        if bounds.wire_size(result) > bounds.SEND_LIMIT:
+            result = json.dumps(protocol.OpResult(ok=False, error=bounds.too_big(result)))
         self.result = result
 
     def run_op(self, op: protocol.Op) -> protocol.OpResult:
@@ -371,7 +216,7 @@ class Agent:
     def _cap_reprs(self, cap: int) -> None:
         """Echo of a huge str/bytes shows its head and tail, not megabytes of text."""
         # The host's cap also bounds what one cell prints (less a margin for the note).
-        self.output_cap = min(max(cap - 200, 1000), _OUTPUT_CAP_LIMIT)
+        self.output_cap = min(max(cap - 200, 1000), bounds.OUTPUT_CAP_LIMIT)
         for stream in self.streams:
             stream.cap = self.output_cap
         formatter = self.shell.display_formatter.formatters["text/plain"]
@@ -488,10 +333,10 @@ class Agent:
             sys.stdout, sys.stderr = saved
         poll: protocol.Poll = rt.poll()
         return protocol.CellOutcome(
-            stdout=_cap(out.getvalue()),
-            stderr=_cap(err.getvalue()),
-            display=None if display is None else _cap(display),
-            error=None if error is None else _cap(error),
+            stdout=bounds.clip(out.getvalue()),
+            stderr=bounds.clip(err.getvalue()),
+            display=None if display is None else bounds.clip(display),
+            error=None if error is None else bounds.clip(error),
             status=status,
             submitted=poll["submitted"],
             answer=poll["answer"],
@@ -531,13 +376,6 @@ class _Timer:
 
     def cancel(self) -> None:
         self.stop.set()
-
-
-def _too_big(text: str) -> str:
-    return (
-        f"the result takes {_wire_size(text):,} bytes, over the {_SEND_LIMIT:,} one "
-        "message to the host may carry"
-    )
 
 
 def _decode(data: bytes | bytearray, kind: str) -> Any:

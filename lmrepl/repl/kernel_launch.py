@@ -33,7 +33,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from lmrepl.repl import kernel_agent, kernel_strings
+from lmrepl.repl import kernel_agent, kernel_bounds, kernel_strings
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.kernel_env import kernel_environment
 from lmrepl.repl.sandbox import LIMITS, Sandbox, bwrap_argv
@@ -78,6 +78,7 @@ def bootstrap_code() -> str:
     modules = (
         (protocol.PROTOCOL_MODULE, protocol.PROTOCOL_FILE, _source(protocol)),
         (protocol.STRINGS_MODULE, protocol.STRINGS_FILE, _source(kernel_strings)),
+        (protocol.BOUNDS_MODULE, protocol.BOUNDS_FILE, _source(kernel_bounds)),
         (protocol.AGENT_MODULE, protocol.AGENT_FILE, _source(kernel_agent)),
     )
     boot = (

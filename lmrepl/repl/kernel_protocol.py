@@ -56,6 +56,7 @@ KERNEL_PACKAGE: Final = "lmrepl_kernel"
 PROTOCOL_MODULE: Final = KERNEL_PACKAGE + ".kernel_protocol"
 AGENT_MODULE: Final = KERNEL_PACKAGE + ".kernel_agent"
 STRINGS_MODULE: Final = KERNEL_PACKAGE + ".kernel_strings"
+BOUNDS_MODULE: Final = KERNEL_PACKAGE + ".kernel_bounds"
 #: The runtime module (the names of SPEC §4); its name shows in reprs model code sees.
 RUNTIME_MODULE: Final = "lmrepl_runtime"
 # File names of shipped code; the host hides frames whose file starts with "<lmrepl-".
@@ -63,6 +64,7 @@ BOOT_FILE: Final = "<lmrepl-boot>"
 PROTOCOL_FILE: Final = "<lmrepl-protocol>"
 AGENT_FILE: Final = "<lmrepl-agent>"
 STRINGS_FILE: Final = "<lmrepl-strings>"
+BOUNDS_FILE: Final = "<lmrepl-bounds>"
 RUNTIME_FILE: Final = "<lmrepl-runtime>"
 #: An expression for the kernel's ``Agent`` (no name of it lands in the user namespace).
 AGENT_EXPRESSION: Final = f"__import__('sys').modules[{AGENT_MODULE!r}].agent"

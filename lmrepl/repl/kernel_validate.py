@@ -22,7 +22,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from lmrepl.repl import kernel_protocol as protocol
-from lmrepl.repl.kernel_agent import MAX_MESSAGE_BYTES
+from lmrepl.repl.kernel_bounds import MAX_MESSAGE_BYTES
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
