@@ -182,9 +182,13 @@ def test_users_files_are_hidden_and_the_host_is_read_only(
         PROJECT=project,
     )
     result, report, _ = run_attack(scripted_server, code)
-    assert report["read"] == [] and report["wrote"] == []
+    assert report["read"] == []
+    # A write may "succeed" only into the sandbox's own private /tmp (a project under
+    # /tmp appears there as an empty mount point): none reaches the host.
+    assert all(w.startswith("/tmp/") for w in report["wrote"]), report["wrote"]
+    for folder in (project, "/usr", "/etc", os.path.dirname(os.__file__)):
+        assert not os.path.exists(os.path.join(folder, "pwned"))
     assert report["home"] != home and report["scratch"] == "minemine"
-    assert not os.path.exists(os.path.join(project, "pwned"))
     assert result.response == SURVIVED
 
 

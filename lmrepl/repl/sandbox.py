@@ -173,13 +173,14 @@ def bwrap_argv(
         path = "/etc/" + name
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(limits.tmp_size_mb * 2**20), "--tmpfs", "/tmp"]
+    # After the private /tmp: an interpreter or venv that lives under /tmp stays visible.
     bound = ["/usr"]
     for path in [*python_paths(), *sandbox.read_only_paths]:
         if not _covered(path, bound) and os.path.exists(path):
             argv += ["--ro-bind", path, path]
             bound.append(path)
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--size", str(limits.tmp_size_mb * 2**20), "--tmpfs", "/tmp"]
     argv += ["--bind", kernel_dir, kernel_dir]
     argv += ["--bind", home_dir, SANDBOX_HOME, "--chdir", SANDBOX_HOME]
     # The sandbox's own root (a tmpfs holding the mount points) is read-only too.
