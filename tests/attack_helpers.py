@@ -30,6 +30,30 @@ requires_sandbox = pytest.mark.skipif(
     reason=f"bubblewrap sandboxes do not work here: {unavailable_reason()}",
 )
 
+#: Model code that talks to the host over the kernel's own channels, past the agent:
+#: ``ask`` sends a raw stdin ``input_request``, ``answer`` reads the reply, ``call``
+#: builds a host-call request, ``iopub`` publishes any message.
+RAW_CHANNELS = """
+import json, sys
+kernel = get_ipython().kernel
+protocol = sys.modules['lmrepl_kernel.kernel_protocol']
+parent = kernel.get_parent('shell')
+ident = kernel._parent_ident['shell']
+def ask(prompt):
+    content = {'prompt': prompt, 'password': False}
+    kernel.session.send(kernel.stdin_socket, 'input_request', content, parent, ident=ident)
+def answer(seconds=30):
+    if not kernel.stdin_socket.poll(seconds * 1000):
+        return None
+    _, msg = kernel.session.recv(kernel.stdin_socket)
+    return msg['content']['value']
+def call(cid, ns=0, fn='llm_query', payload=None):
+    return protocol.MARKER + json.dumps({'t': 'call', 'id': cid, 'wait': cid, 'cell': '',
+        'ns': ns, 'fn': fn, 'payload': payload or {'prompt': 'hi', 'model': None}})
+def iopub(kind, content):
+    kernel.session.send(kernel.iopub_socket, kind, content, parent=parent)
+"""
+
 #: The model's second turn: the run must still be able to answer.
 SURVIVED = "survived"
 

@@ -14,11 +14,11 @@ model how big the root's own prompt is, and the attack's prompts are cut to matc
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
 import pytest
+from attack_helpers import RAW_CHANNELS, report_in
 from engine_helpers import is_root, last_user, make_rlm, repl, turns
 
 from lmrepl.calls import ModelCaller, Publisher
@@ -58,15 +58,12 @@ print('REPORT ' + json.dumps({{'ok': len(ok), 'errors': len(errors), 'error': er
 
 # 40 host calls written straight onto the kernel's stdin channel, past the runtime and
 # the agent, then collected by asking for each result as the agent would.
-RAW_FLOOD = """
-import json, sys, time
-kernel = get_ipython().kernel
-protocol = sys.modules['lmrepl_kernel.kernel_protocol']
-parent = kernel.get_parent('shell')
-ident = kernel._parent_ident['shell']
+RAW_FLOOD = (
+    RAW_CHANNELS.replace("{", "{{").replace("}", "}}")
+    + """
+import time
 def send(request):
-    content = {{'prompt': protocol.MARKER + json.dumps(request), 'password': False}}
-    kernel.session.send(kernel.stdin_socket, 'input_request', content, parent, ident=ident)
+    ask(protocol.MARKER + json.dumps(request))
 ids = [f'raw{{i}}' for i in range(40)]
 for i, cid in enumerate(ids):
     payload = {{'prompt': f'RAW{{i:02d}}' + 'y' * {chars}, 'model': None}}
@@ -88,14 +85,7 @@ while len(got) < len(ids) and time.monotonic() < end:
 errors = [str(r.get('error')) for r in got.values() if not r.get('ok')]
 print('REPORT ' + json.dumps({{'answered': len(got), 'errors': len(errors), 'error': errors[:1]}}))
 """
-
-
-def _report(text: str) -> dict[str, Any]:
-    for line in text.splitlines():
-        if line.startswith("REPORT "):
-            found: dict[str, Any] = json.loads(line[len("REPORT ") :])
-            return found
-    return {}
+)
 
 
 def _flood_chars(req: ScriptedRequest, prefix: int) -> int:
@@ -153,7 +143,7 @@ def _run_flood(
     result = rlm.completion("attack context", "What is in the context?")
     second = [r for r in server.model_requests() if is_root(r) and turns(r) == 1]
     shown = last_user(second[0]) if second else ""
-    return result, _report(shown), shown
+    return result, report_in(shown), shown
 
 
 def _total(result: Any) -> int:
@@ -249,7 +239,7 @@ def test_oversize_prompts_are_refused_in_the_repl_and_on_the_host(
     result = rlm.completion("attack context", "What is in the context?")
     assert result.response == SURVIVED
     shown = last_user(scripted_server.model_requests()[-1])
-    report = _report(shown)
+    report = report_in(shown)
     assert report, shown
     # Refused inside the REPL, with a message the model can act on.
     assert report["runtime"].startswith("ValueError: llm_query: the prompt has 1,001 characters")

@@ -11,12 +11,12 @@ outcome, that the model was told what happened, and that the run went on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from attack_helpers import RAW_CHANNELS, report_in
 from engine_helpers import is_root, last_user, make_rlm, repl, turns
 
 from lmrepl.repl.kernel_bounds import MAX_MESSAGE_BYTES
@@ -27,35 +27,7 @@ SURVIVED = "survived"
 #: Host memory an attack may add at its peak (the attacks send 200 MB).
 MAX_GROWTH_MB = 100
 
-# Sends raw requests on the kernel's stdin channel, as the agent would, past the agent.
-RAW = """
-import json, sys
-kernel = get_ipython().kernel
-protocol = sys.modules['lmrepl_kernel.kernel_protocol']
-parent = kernel.get_parent('shell')
-ident = kernel._parent_ident['shell']
-def ask(prompt):
-    content = {'prompt': prompt, 'password': False}
-    kernel.session.send(kernel.stdin_socket, 'input_request', content, parent, ident=ident)
-def answer(seconds=30):
-    if not kernel.stdin_socket.poll(seconds * 1000):
-        return None
-    _, msg = kernel.session.recv(kernel.stdin_socket)
-    return msg['content']['value']
-def call(cid, ns=0, fn='llm_query', payload=None):
-    return protocol.MARKER + json.dumps({'t': 'call', 'id': cid, 'wait': cid, 'cell': '',
-        'ns': ns, 'fn': fn, 'payload': payload or {'prompt': 'hi', 'model': None}})
-def iopub(kind, content):
-    kernel.session.send(kernel.iopub_socket, kind, content, parent=parent)
-"""
-
-
-def _report(text: str) -> dict[str, Any]:
-    for line in text.splitlines():
-        if line.startswith("REPORT "):
-            found: dict[str, Any] = json.loads(line[len("REPORT ") :])
-            return found
-    return {}
+RAW = RAW_CHANNELS
 
 
 def _attack(
@@ -74,7 +46,7 @@ def _attack(
     result = rlm.completion("attack context", root_prompt="What is in the context?")
     second = [r for r in server.model_requests() if is_root(r) and turns(r) == 1]
     shown = last_user(second[0]) if second else ""
-    return result, _report(shown), shown
+    return result, report_in(shown), shown
 
 
 def _vm_mb(field: str) -> int:
@@ -201,7 +173,7 @@ def test_forty_raw_host_calls_run_one_at_a_time(scripted_server: ScriptedServer)
     result = rlm.completion("attack context", root_prompt="What is in the context?")
     second = [r for r in scripted_server.model_requests() if is_root(r) and turns(r) == 1]
     shown = last_user(second[0])
-    report = _report(shown)
+    report = report_in(shown)
     assert result.response == "done"
     # Every call got its own answer; all but the first were refused without running.
     assert report["answered"] == 40, shown

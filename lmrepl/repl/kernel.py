@@ -183,7 +183,14 @@ class KernelREPL(REPL):
         started = time.monotonic()
         deadline = _min_deadline(timeout, self.config.cell_timeout)
         limit = None if deadline is None else deadline - started
-        drive = self.session.run_cell(code, deadline, self.config.interrupt_grace)
+        session = self.session
+        try:
+            drive = session.run_cell(code, deadline, self.config.interrupt_grace)
+        except Exception as exc:
+            # Whatever broke the driver (a kernel message it could not handle, a socket
+            # gone under it) is this cell's fault, never the run's: replace the kernel.
+            session.handle.kill()
+            drive = Drive(outcome="died", error=f"{type(exc).__name__}: {exc}")
         if drive.outcome in ("killed", "died"):
             return self._recover(drive, started, limit)
         result = _cell_result(drive, started)
