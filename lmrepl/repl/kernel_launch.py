@@ -165,6 +165,13 @@ class KernelHandle:
         if self._killed:
             return
         self._killed = True
+        if self.sandbox.kind == "bwrap":
+            # bwrap's reaper first (PID 1 inside: the whole sandbox ends with it). Left to
+            # die with bwrap, a sandbox still being set up would outlive the removal of
+            # its folder just long enough to complain about it on the terminal.
+            for pid in _children(self.proc.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         for sender, pid in ((os.killpg, self.proc.pid), (os.kill, self.proc.pid)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 sender(pid, signal.SIGKILL)
@@ -238,8 +245,18 @@ def _private_runtime_dir() -> str:
     with _runtime_lock:
         if _runtime_dir is None or not os.path.isdir(_runtime_dir):
             _runtime_dir = tempfile.mkdtemp(prefix="lmrepl-k-")
-            atexit.register(shutil.rmtree, _runtime_dir, True)
         return _runtime_dir
+
+
+def _remove_runtime_dir() -> None:
+    with _runtime_lock:
+        if _runtime_dir is not None:
+            shutil.rmtree(_runtime_dir, ignore_errors=True)
+
+
+# Registered at import, before the pools' and ``kill_all``'s hooks: exit hooks run last
+# first, so the folder goes only after every pool has stopped starting kernels into it.
+atexit.register(_remove_runtime_dir)
 
 
 _KERNEL_NAME = "lmrepl"
@@ -280,20 +297,22 @@ def kernel_argv(sandbox: Sandbox, kernel_dir: str, home_dir: str | None) -> list
     return argv
 
 
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux ``/proc/<pid>/task/<pid>/children``)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _sandboxed_kernel_pid(bwrap_pid: int) -> int | None:
     """The kernel under bwrap: bwrap -> its reaper (PID 1 inside) -> the kernel."""
     level = [bwrap_pid]
     for _ in range(2):
-        below: list[int] = []
-        for pid in level:
-            try:
-                with open(f"/proc/{pid}/task/{pid}/children") as f:
-                    below += [int(p) for p in f.read().split()]
-            except (OSError, ValueError):
-                continue
-        if not below:
+        level = [child for pid in level for child in _children(pid)]
+        if not level:
             return None
-        level = below
     return min(level)
 
 
