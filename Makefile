@@ -24,7 +24,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[jupyter,local,dev]"
+	$(BIN)/python -m pip install -q -e ".[jupyter,local,dev,eval]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -16,12 +16,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from lmrepl.admission import estimate_request_tokens
+from lmrepl.admission import DEFAULT_OUTPUT_RESERVE, estimate_request_tokens
 from lmrepl.clients.base import CallOptions, Completion, Message, ModelClient
 from lmrepl.errors import BackendError, RunCancelled
 from lmrepl.events import Event, EventBus, ModelCallFinished, ModelCallStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.usage import UsageTracker
+from lmrepl.window import fit_request, is_overflow, overflow_shrink, request_tokens
+
+#: Tokens kept free beyond the reply's cap (template differences between servers).
+WINDOW_MARGIN_TOKENS = 32
 
 
 class Publish(Protocol):
@@ -121,6 +125,34 @@ class ModelCaller:
         self.max_reply_tokens = max_reply_tokens
         self.gated = gated
 
+    def reply_reserve(self, client: ModelClient | None = None) -> int | None:
+        """Tokens kept free in the window for the reply (None: the window is unknown)."""
+        client = client or self.client
+        window = client.context_window
+        if window is None:
+            return None
+        cap = self.max_reply_tokens or client_output_cap(client)
+        # Without a cap of our own the reply may be long; never give it more than half.
+        return min(cap or DEFAULT_OUTPUT_RESERVE, window // 2)
+
+    def prompt_budget(self, client: ModelClient | None = None) -> int | None:
+        """Tokens a request's messages may take on ``client`` (None: no known window)."""
+        client = client or self.client
+        reserve = self.reply_reserve(client)
+        if reserve is None or client.context_window is None:
+            return None
+        return client.context_window - reserve - WINDOW_MARGIN_TOKENS
+
+    def fit(
+        self, messages: list[Message], client: ModelClient | None = None, *, shrink: float = 1.0
+    ) -> list[Message]:
+        """``messages`` cut (middles of the largest first) to fit ``client``'s window."""
+        client = client or self.client
+        budget = self.prompt_budget(client)
+        if budget is None:
+            return messages
+        return fit_request(messages, int(budget * shrink), client.count_tokens)
+
     def __call__(
         self,
         messages: list[Message],
@@ -129,8 +161,28 @@ class ModelCaller:
         client: ModelClient | None = None,
         alive: threading.Event | None = None,
     ) -> Completion:
-        """Send ``messages`` to ``client`` (default: the trajectory's) and return the reply."""
+        """Send ``messages`` to ``client`` (default: the trajectory's) and return the reply.
+
+        The request is first fitted to the model's window; a server that still finds it
+        too long (its tokenizer counted more) gets it once more, cut by the difference.
+        """
         client = client or self.client
+        fitted = self.fit(messages, client)
+        try:
+            return self._send(fitted, purpose, client, alive)
+        except BackendError as exc:
+            if not is_overflow(exc) or client.context_window is None:
+                raise
+            shrink = overflow_shrink(exc, request_tokens(fitted, client.count_tokens))
+            return self._send(self.fit(messages, client, shrink=shrink), purpose, client, alive)
+
+    def _send(
+        self,
+        messages: list[Message],
+        purpose: str,
+        client: ModelClient,
+        alive: threading.Event | None,
+    ) -> Completion:
         cap = self.max_reply_tokens
         admission = self.guard.admit(
             estimate_request_tokens(messages),

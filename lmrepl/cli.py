@@ -1,4 +1,4 @@
-"""The ``lmrepl`` console script. Subcommands: ``serve``, ``model {path,check}``."""
+"""The ``lmrepl`` console script. Subcommands: ``serve``, ``model {path,check}``, ``eval``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lmrepl`` parser; each subcommand sets ``func`` (one place to add more)."""
+    from lmrepl.eval.cli import add_eval_arguments
     from lmrepl.local.__main__ import add_model_commands, add_serve_arguments
 
     parser = argparse.ArgumentParser(prog="lmrepl", description="Recursive Language Models.")
@@ -20,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = sub.add_parser("model", help="the embedded model's file")
     add_model_commands(model.add_subparsers(dest="model_command", required=True))
+    add_eval_arguments(
+        sub.add_parser(
+            "eval",
+            help="accuracy of direct, RLM and SRLM on seeded long-context tasks",
+            description="Run the accuracy harness (docs/eval.md) and write its report.",
+        )
+    )
     return parser
 
 

@@ -1,4 +1,9 @@
-"""Compaction: when the conversation nears the model's window, summarise older turns."""
+"""Compaction by the model: when the conversation nears the window, summarise it.
+
+Off by default (``compaction=True`` turns it on): the conversation is kept within the
+window anyway (``lmrepl.conversation``); this trades older detail for the model's own
+summary earlier, at ``compaction_threshold_pct`` of the window.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,7 @@ def needs_compaction(messages: list[Message], window_tokens: int, threshold_pct:
     return used > window_tokens * threshold_pct
 
 
-def compact_messages(call_model: CallModel, messages: list[Message]) -> list[Message]:
-    """Replace every turn after the first user message with a model-written summary."""
-    if len(messages) <= 4:
-        return messages
+def summarize(call_model: CallModel, messages: list[Message]) -> str:
+    """The model's summary of the conversation ``messages`` (for ``Conversation.compact``)."""
     request = [*messages, {"role": "user", "content": SUMMARY_REQUEST}]
-    summary = call_model(request, purpose="compaction").text
-    return [
-        messages[0],
-        messages[1],
-        {"role": "assistant", "content": f"Summary of my earlier steps:\n{summary}"},
-        {"role": "user", "content": "Continue from the summary. The REPL state is unchanged."},
-    ]
+    return call_model(request, purpose="compaction").text

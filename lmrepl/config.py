@@ -35,6 +35,7 @@ ARGUMENTS: dict[str, Rule] = {
     "verbose": checks.boolean(),
     "persistent": checks.boolean(),
     "compaction": checks.boolean(),
+    "hold_unseen_final": checks.boolean(),
     "logger": checks.function(),
     "on_subcall_start": checks.function(),
     "on_subcall_complete": checks.function(),
@@ -48,8 +49,6 @@ ARGUMENTS: dict[str, Rule] = {
     "confidence_elicitation": checks.boolean(),
     "early_stop": checks.boolean(),
 }
-#: ``backend_kwargs['context_window']``: the model's window in tokens (ours, not the client's).
-CONTEXT_WINDOW = checks.integer(256)
 
 
 def check_arguments(values: Mapping[str, Any], label: str | None = None) -> None:

@@ -9,6 +9,9 @@ from lmrepl.clients.base import ModelClient
 from lmrepl.events import EventBus
 from lmrepl.repl import REPL, make_repl
 
+#: The window assumed for compaction when the root client knows none (tokens).
+DEFAULT_CONTEXT_WINDOW = 32_768
+
 
 @dataclass
 class EngineSettings:
@@ -32,10 +35,12 @@ class EngineSettings:
     sub_tool_descriptions: dict[str, str] = field(default_factory=dict)
     compaction: bool = False
     compaction_threshold_pct: float = 0.85
-    context_window_tokens: int = 32_768
+    context_window_tokens: int = DEFAULT_CONTEXT_WINDOW
     confidence_instruction: str | None = None
     temperature: float | None = None
     max_reply_tokens: int | None = None
+    #: Hold a constant FINAL submitted next to output the model has not read (hygiene).
+    hold_unseen_final: bool = True
 
 
 class Engine:

@@ -56,6 +56,8 @@ class RunFinished(Event):
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+    #: Whether the answer is grounded (lmrepl.grounding); None without an answer.
+    grounded: bool | None = None
 
 
 class IterationStarted(Event):

@@ -258,6 +258,7 @@ class LiveState:
             return
         run.finished_at = event.time
         run.answer = event.answer if event.answer is not None else run.answer
+        run.grounded = event.grounded if event.grounded is not None else run.grounded
         run.error = event.error or run.error
         run.execution_time = event.execution_time
         run.iterations = max(run.iterations, event.iterations)

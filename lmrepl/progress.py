@@ -53,6 +53,22 @@ def _one_line(text: str | None, limit: int) -> str:
     return first + (" …" if more else "")
 
 
+def grounding_tag(grounded: bool | None) -> str:
+    """``grounded``/``ungrounded`` for a finished answer, "" when unknown or no answer."""
+    if grounded is None:
+        return ""
+    return "grounded" if grounded else "ungrounded"
+
+
+def _answer_text(answer: str | None, grounded: bool | None, limit: int) -> Text:
+    """An answer cut to ``limit`` characters with its grounding tag after it (kept whole)."""
+    tag = grounding_tag(grounded) if answer is not None else ""
+    text = Text(_one_line(answer, max(limit - len(tag) - 1, 8) if tag else limit))
+    if tag:
+        text.append(f" {tag}", style="green" if grounded else "yellow")
+    return text
+
+
 def _tokens(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
 
@@ -103,13 +119,20 @@ def event_line(event: ev.Event, state: LiveState) -> str | None:
         )
     if isinstance(event, ev.RunFinished) and event.candidate is None:
         what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
-        return f"{label}: {event.status} after {event.execution_time:.1f}s · {what}"
+        tag = "" if event.error else _tag_suffix(event.grounded)
+        return f"{label}: {event.status} after {event.execution_time:.1f}s · {what}{tag}"
     if isinstance(event, ev.CandidateFinished):
         rec = event.record
         vc = "" if rec.vc is None else f" · VC {rec.vc:.2f}"
         what = _one_line(rec.error, 60) if rec.error else _one_line(rec.answer, 60)
-        return f"{label}: {rec.status} · {rec.length} tok{vc} · {what}"
+        tag = "" if rec.error else _tag_suffix(rec.grounded)
+        return f"{label}: {rec.status} · {rec.length} tok{vc} · {what}{tag}"
     return None
+
+
+def _tag_suffix(grounded: bool | None) -> str:
+    tag = grounding_tag(grounded)
+    return f" ({tag})" if tag else ""
 
 
 def progress_table(state: LiveState, now: float, code_lines: int = 2) -> Table:
@@ -125,7 +148,11 @@ def progress_table(state: LiveState, now: float, code_lines: int = 2) -> Table:
         subs = str(cand.subcall_count())
         if state.subcalls_running.get(i):
             subs += f" ({state.subcalls_running[i]} running)"
-        answer = _one_line(cand.error, 40) if cand.error else _one_line(cand.answer, 40)
+        answer = (
+            Text(_one_line(cand.error, 40))
+            if cand.error
+            else _answer_text(cand.answer, cand.grounded, 40)
+        )
         table.add_row(
             _label(state, i),
             Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
@@ -135,7 +162,7 @@ def progress_table(state: LiveState, now: float, code_lines: int = 2) -> Table:
             subs,
             f"{_tokens(cand.input_tokens)} in / {_tokens(cand.output_tokens)} out",
             f"{_elapsed(cand, now):.1f}s",
-            Text(answer),
+            answer,
         )
     return table
 
@@ -169,7 +196,9 @@ def render_live(
         if rec.kind == "srlm":
             parts.append(render_search_summary(rec))
         elif rec.answer is not None:
-            parts.append(Text(f"answer: {_one_line(rec.answer, 200)}", style="bold"))
+            run = rec.candidates[rec.winner] if rec.winner is not None else None
+            answer = _answer_text(rec.answer, run.grounded if run else None, 200)
+            parts.append(Text.assemble("answer: ", answer, style="bold"))
         if rec.error and rec.kind == "rlm":
             parts.append(Text(_one_line(rec.error, 200), style="red"))
     return Group(*parts)
@@ -287,11 +316,13 @@ def render_search_summary(record: SearchRecord) -> RenderableType:
         cands.add_column(name, overflow="fold" if name == "answer" else "ellipsis")
     for cand in record.candidates:
         is_winner = cand.index == winner
-        text = cand.answer if cand.status == "done" else cand.error
+        done = cand.status == "done"
         cands.add_row(
             str(cand.index),
             Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
-            Text(_one_line(text, 50)),
+            _answer_text(cand.answer, cand.grounded, 50)
+            if done
+            else Text(_one_line(cand.error, 50)),
             _num(cand.cluster, "d"),
             _num(cand.vc, ".3f"),
             _num(cand.length, "d"),

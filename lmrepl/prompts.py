@@ -6,6 +6,7 @@ The prompt never contains the context itself, only its description.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,10 +57,24 @@ REPEATED_CODE_NOTE = (
     "Try something different: look at another part of `context`, or submit with FINAL(value)."
 )
 
+# No placeholder inside FINAL(...): small models copy it verbatim as their answer.
 FINAL_REQUEST = (
-    "You have used all your steps. Reply now with only your final answer on the last "
-    "line as FINAL(your answer). Do not write more code."
+    "You have used all your steps. Do not write more code. Reply now with only your final "
+    "answer on the last line, written as FINAL(...) with the value itself inside the "
+    "parentheses."
 )
+REPEAT_STOP = (
+    "Running the same code again gives the same output, so this is your last step. Do not "
+    "write more code. Reply now with only your final answer on the last line, written as "
+    "FINAL(...) with the value itself inside the parentheses."
+)
+
+
+def final_request(last_outputs: list[str], *, repeated: bool = False) -> str:
+    """The last request for an answer, naming a lone short last output if there was one."""
+    value = _single_value(last_outputs)
+    text = REPEAT_STOP if repeated else FINAL_REQUEST
+    return text + (f" Your last code printed: {value}" if value is not None else "")
 
 
 def describe_context(contexts: list[Any]) -> str:
@@ -133,20 +148,59 @@ def build_system_prompt(
 
 
 def first_user_message(question: str, context_info: str, history_turns: int = 0) -> str:
-    """The first user turn: what the context is and the question."""
+    """The first user turn: where the data is, what it is, the question.
+
+    Small models copy a bare description ("a str with 81,330 characters") into code as if
+    it were the data; saying plainly that ``context`` already holds it stops that.
+    """
     extra = (
         f"\n`history` holds {history_turns} earlier question/answer turns." if history_turns else ""
     )
-    return f"Context:\n{context_info}{extra}\n\nQuestion: {question}"
+    return (
+        "The data is already loaded in the REPL; it is not shown here. Read it with code.\n"
+        f"{context_info}{extra}\n\n"
+        f"Question: {question}\n"
+        "Start with a ```repl block that uses `context`."
+    )
 
 
-def step_feedback(outputs: list[str], question: str, iteration: int, remaining: int) -> str:
+def step_feedback(
+    outputs: list[str],
+    question: str,
+    iteration: int,
+    remaining: int,
+    note: str | None = None,
+) -> str:
     """The user turn after code ran: outputs, and the question again (small models forget)."""
     shown = "\n\n".join(
         f"Output of block {i + 1}:\n{out}" if len(outputs) > 1 else f"Output:\n{out}"
         for i, out in enumerate(outputs)
     )
-    return (
+    value = _single_value(outputs)
+    submit = f"FINAL({value})" if value is not None else "FINAL(value)"
+    text = (
         f"{shown}\n\n(Step {iteration} done, {remaining} left. If this output answers the "
-        f"question, submit it with FINAL(value).) Question: {question}"
+        f"question, submit it with {submit}.) Question: {question}"
     )
+    return f"{text}\n{note}" if note else text
+
+
+def lone_output(outputs: list[str]) -> str | None:
+    """The text of a step that printed one short line (a value), else None."""
+    if len(outputs) != 1:
+        return None
+    text = outputs[0].strip()
+    if not text or "\n" in text or len(text) > 60 or text.startswith(("[lmrepl]", "(no ")):
+        return None
+    return text
+
+
+def _single_value(outputs: list[str]) -> str | None:
+    """A lone short output line as a FINAL argument (small models then do submit it)."""
+    text = lone_output(outputs)
+    if text is None or _NUMBER.fullmatch(text):
+        return text
+    return repr(text.strip("'\""))
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")

@@ -77,7 +77,8 @@ class StepRecord(Record):
     submitted: bool = False
     answer: str | None = None
     notices: list[str] = Field(
-        default_factory=list, description="Cell timeouts, restarts and other REPL notices."
+        default_factory=list,
+        description="Cell timeouts, restarts and other REPL notices; refused and held answers.",
     )
     duration: float = 0.0
 
@@ -126,6 +127,14 @@ class RunRecord(UsageTotals):
     status: RunStatus = "queued"
     answer: str | None = None
     error: str | None = None
+    grounded: bool | None = Field(
+        default=None,
+        description=(
+            "True when the answer was computed by the code that submitted it or appeared in "
+            "output the model had been shown; False for a constant or plain-text answer "
+            "never seen in output (a guess); None without an answer (docs/selection.md)."
+        ),
+    )
     steps: list[StepRecord] = Field(default_factory=list)
     subcalls: list[SubcallRecord] = Field(default_factory=list)
     children: list[RunRecord] = Field(
@@ -184,7 +193,8 @@ class SearchRecord(UsageTotals):
     winner: int | None = None
     survivors: list[int] = Field(default_factory=list)
     selection_reason: str | None = Field(
-        default=None, description="vc_len, shortest, only or none (docs/selection.md)."
+        default=None,
+        description="grounded, vc_len, shortest, only or none (docs/selection.md).",
     )
     backend: str | None = None
     model: str | None = None

@@ -11,7 +11,7 @@ from lmrepl import checks, config
 from lmrepl.callbacks import Callbacks
 from lmrepl.clients import make_client
 from lmrepl.clients.base import ModelClient
-from lmrepl.engine import Engine, EngineSettings
+from lmrepl.engine import DEFAULT_CONTEXT_WINDOW, Engine, EngineSettings
 from lmrepl.errors import ConfigurationError, RunStopped
 from lmrepl.events import Event, EventBus
 from lmrepl.limits import LimitGuard
@@ -43,6 +43,8 @@ class RLM:
 
     The arguments keep lm-repl 0.2.0's names and meanings (SPEC §3); every one is
     checked here, so a bad value fails now rather than in the middle of a run.
+    ``hold_unseen_final`` (ours) holds a constant FINAL written before its block's output
+    was read, for one turn (docs/selection.md, "Submission hygiene").
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class RLM:
         on_iteration_complete: Callable[[int, int, float], None] | None = None,
         child_max_iterations: int | None = None,
         child_system_prompt: str | None = None,
+        hold_unseen_final: bool = True,
     ) -> None:
         callbacks: dict[str, Callable[..., None] | None] = {
             "on_subcall_start": on_subcall_start,
@@ -99,6 +102,7 @@ class RLM:
                 "verbose": verbose,
                 "persistent": persistent,
                 "compaction": compaction,
+                "hold_unseen_final": hold_unseen_final,
                 "logger": logger,
                 **callbacks,
             }
@@ -131,6 +135,7 @@ class RLM:
         self.max_concurrent_subcalls = max_concurrent_subcalls
         self.compaction = compaction
         self.compaction_threshold_pct = float(compaction_threshold_pct)
+        self.hold_unseen_final = hold_unseen_final
         self.logger = logger
         self.verbose = verbose
         self.persistent = persistent
@@ -153,9 +158,6 @@ class RLM:
         self.backend = backend
         checks.check("backend_kwargs", backend_kwargs, checks.mapping())
         self.backend_kwargs = dict(backend_kwargs or {})
-        # The model's window size drives compaction; it is ours, not the client's.
-        self.context_window = self.backend_kwargs.pop("context_window", 32_768)
-        checks.check("backend_kwargs['context_window']", self.context_window, config.CONTEXT_WINDOW)
         try:
             config.check_backend(self.backend, self.backend_kwargs)
         except ConfigurationError as exc:
@@ -365,9 +367,11 @@ class RLM:
             sub_tool_descriptions=self.sub_tool_descriptions,
             compaction=self.compaction,
             compaction_threshold_pct=self.compaction_threshold_pct,
-            context_window_tokens=self.context_window,
+            # Compaction's threshold is a share of the root model's window.
+            context_window_tokens=root.context_window or DEFAULT_CONTEXT_WINDOW,
             confidence_instruction=confidence_instruction,
             temperature=temperature,
+            hold_unseen_final=self.hold_unseen_final,
         )
         return Engine(settings, root, others, self.bus, self.backend)
 

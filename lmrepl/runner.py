@@ -10,25 +10,26 @@ The parts it composes each get only what they need: ``StepRunner`` (a reply's ce
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 from lmrepl.calls import ModelCaller, Publisher
 from lmrepl.clients.base import Message, ModelClient
-from lmrepl.compaction import compact_messages, needs_compaction
-from lmrepl.confidence import strip_confidence
+from lmrepl.compaction import needs_compaction, summarize
+from lmrepl.conversation import Conversation
 from lmrepl.engine import Engine
 from lmrepl.errors import ErrorLimitExceeded, LimitExceeded, RunCancelled
 from lmrepl.events import IterationFinished, IterationStarted, RunFinished, RunStarted
 from lmrepl.limits import LimitGuard
-from lmrepl.parsing import strip_fences
 from lmrepl.prompts import (
-    FINAL_REQUEST,
     NO_CODE_NUDGE,
     REPEATED_CODE_NOTE,
     build_system_prompt,
     describe_context,
+    final_request,
     first_user_message,
     step_feedback,
 )
@@ -38,6 +39,15 @@ from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS
 from lmrepl.steps import StepRunner, step_record
 from lmrepl.subcalls import SubcallBridge
 from lmrepl.usage import UsageTracker
+
+_CELL_NUMBER = re.compile(r"\b(Cell In|In|Out)\s*\[\d+\]")
+
+
+def same_outputs(a: list[str], b: list[str]) -> bool:
+    """True when two steps' outputs are the same but for IPython's cell numbers."""
+    return len(a) == len(b) and all(
+        _CELL_NUMBER.sub("", x) == _CELL_NUMBER.sub("", y) for x, y in zip(a, b, strict=True)
+    )
 
 
 def _model_names(engine: Engine) -> list[str]:
@@ -159,8 +169,12 @@ class Trajectory:
                 publish=self.publish,
                 cell_timeout=s.environment_kwargs.get("cell_timeout", 60.0),
                 max_output_chars=s.max_output_chars,
+                question=question,
+                description=info,
+                hold_unseen_final=s.hold_unseen_final,
             )
-            rec.answer, rec.status = self._loop(steps, question, info, len(history or []))
+            intro = first_user_message(question, info, len(history or []))
+            rec.answer, rec.status = self._loop(steps, question, intro)
         except (LimitExceeded, RunCancelled) as exc:
             rec.status = "cancelled" if isinstance(exc, RunCancelled) else "stopped"
             rec.error = str(exc)
@@ -245,65 +259,79 @@ class Trajectory:
             input_tokens=rec.input_tokens,
             output_tokens=rec.output_tokens,
             cost=rec.cost,
+            grounded=rec.grounded,
         )
 
     def _add_step(self, step: StepRecord) -> None:
         self.record.steps.append(step)
         self.publish(IterationFinished, step=step)
 
-    def _loop(
-        self, steps: StepRunner, question: str, info: str, history_turns: int
-    ) -> tuple[str | None, RunStatus]:
-        messages: list[Message] = [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": first_user_message(question, info, history_turns)},
-        ]
+    def _loop(self, steps: StepRunner, question: str, intro: str) -> tuple[str | None, RunStatus]:
+        conversation = Conversation(self.system_prompt, intro)
         errors_in_row = 0
         previous_code: list[str] | None = None
+        last_outputs: list[str] = []
         s = self.engine.settings
         for iteration in range(1, self.max_iterations + 1):
             self.guard.check()
             self.publish(IterationStarted, iteration=iteration)
             t0 = time.perf_counter()
-            reply = self.call_model(messages, purpose="root").text
+            reply = self.call_model(self._fitted(conversation), purpose="root").text
             out = steps.act(reply, iteration)
             errors_in_row = errors_in_row + 1 if out.failed else 0
             self._add_step(step_record(iteration, reply, out, t0))
             if out.answer is not None:
+                self.record.grounded = out.grounded
                 return out.answer, "done"
             if s.max_errors is not None and errors_in_row >= s.max_errors:
                 raise ErrorLimitExceeded(f"max_errors: {errors_in_row} failing steps in a row")
-            if out.blocks:
-                left = self.max_iterations - iteration
-                feedback = step_feedback(out.outputs, question, iteration, left)
-            else:
-                feedback = out.outputs[0] if out.outputs else NO_CODE_NUDGE
-            if out.blocks and out.blocks == previous_code:
-                feedback += "\n" + REPEATED_CODE_NOTE
+            repeated = bool(out.blocks) and out.blocks == previous_code
+            # The same code with the same output: another step would not differ.
+            stuck = repeated and not out.failed and same_outputs(out.outputs, last_outputs)
             previous_code = out.blocks or previous_code
-            messages += [
-                {"role": "assistant", "content": reply},
-                {"role": "user", "content": feedback},
-            ]
+            last_outputs = out.outputs or last_outputs
+            if out.blocks:
+                frame = partial(
+                    step_feedback,
+                    question=question,
+                    iteration=iteration,
+                    remaining=self.max_iterations - iteration,
+                    note=REPEATED_CODE_NOTE if repeated else None,
+                )
+                conversation.add_step(reply, out.outputs, frame)
+            else:
+                conversation.add_step(reply, out.outputs[:1] or [NO_CODE_NUDGE])
             if s.compaction and needs_compaction(
-                messages, s.context_window_tokens, s.compaction_threshold_pct
+                conversation.messages(), s.context_window_tokens, s.compaction_threshold_pct
             ):
-                messages = compact_messages(self.call_model, messages)
-        return self._final_request(steps, messages)
+                conversation.compact(summarize(self.call_model, self._fitted(conversation)))
+            if stuck:
+                break
+        return self._final_request(steps, conversation, final_request(last_outputs, repeated=stuck))
+
+    def _fitted(
+        self, conversation: Conversation, tail: list[Message] | None = None
+    ) -> list[Message]:
+        """The conversation (plus ``tail``) as messages that fit the root model's window."""
+        return conversation.fitted(self.call_model.prompt_budget(), self.client.count_tokens, tail)
 
     def _final_request(
-        self, steps: StepRunner, messages: list[Message]
+        self, steps: StepRunner, conversation: Conversation, request: str
     ) -> tuple[str | None, RunStatus]:
         """Out of iterations: ask once for the answer, run its code once, else take its text."""
         self.guard.check()
         iteration = len(self.record.steps) + 1
         self.publish(IterationStarted, iteration=iteration)
         t0 = time.perf_counter()
-        msgs = [*messages, {"role": "user", "content": FINAL_REQUEST}]
+        msgs = self._fitted(conversation, [{"role": "user", "content": request}])
         reply = self.call_model(msgs, purpose="final").text
-        out = steps.act(reply, iteration)
-        if out.answer is None and not out.blocks:
-            text = strip_confidence(strip_fences(reply)).strip()
-            out.answer = text or (steps.draft.strip() if steps.draft else None) or None
+        # The last chance: not held, and without an answer its text, the draft or the
+        # answer held earlier is taken rather than nothing.
+        out = steps.act(reply, iteration, final=True)
+        if out.answer is None:
+            out.answer, out.grounded = steps.last_resort(
+                reply, ran_code=bool(out.blocks), outputs=out.outputs
+            )
         self._add_step(step_record(iteration, reply, out, t0))
+        self.record.grounded = out.grounded
         return (out.answer, "done") if out.answer else (None, "no_answer")

@@ -14,6 +14,11 @@ one zero can still be compared with another.
 
 Len(p) is output tokens of the whole trace, and the joint score VC·Len (≤ 0) is
 higher the better. Everything here is in tokens; seconds never enter a comparison.
+
+Between clusters tied on votes, one with a **grounded** member (its answer was computed
+or seen in output, ``lmrepl.grounding``) beats those without, before VC·Len and before
+the shortest trace: otherwise, with every cluster at one vote, a blind guess in a short
+trace wins.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ __all__ = [
 
 MIN_CONFIDENCE = 0.1  # percent; the floor that keeps log(c/100) finite
 
-Reason = Literal["vc_len", "shortest", "only", "none"]
+Reason = Literal["grounded", "vc_len", "shortest", "only", "none"]
 
 
 def _clean(value: float | None) -> float | None:
@@ -86,7 +91,8 @@ class Selection(BaseModel):
     ``clusters`` hold candidate indices as members; ``survivors`` are the candidates
     of the largest cluster(s); ``scores`` maps every candidate index to its VC·Len
     (``None`` when unknown or not a finished candidate); ``reason`` says which rule
-    picked the winner: ``vc_len`` (best VC·Len among survivors), ``shortest`` (no
+    picked the winner: ``grounded`` (of the clusters tied on votes only one had a
+    grounded member), ``vc_len`` (best VC·Len among survivors), ``shortest`` (no
     survivor has a VC), ``only`` (a single survivor) or ``none`` (no usable answer).
     """
 
@@ -110,16 +116,33 @@ def _usable(c: CandidateRecord) -> bool:
     return c.status == "done" and bool(normalize_answer(c.answer))
 
 
+def _grounded_pool(
+    clusters: Sequence[Cluster], by_index: dict[int, CandidateRecord]
+) -> tuple[list[CandidateRecord], bool]:
+    """The survivors left after the grounding tie-break, and whether it alone decided.
+
+    Among the clusters with the most votes, those with a grounded member are kept when
+    some but not all have one; the tie-break "decided" when one cluster is left of several.
+    """
+    top = max(c.votes for c in clusters)
+    tied = [c for c in clusters if c.votes == top]
+    grounded = [c for c in tied if any(by_index[m].grounded for m in c.members)]
+    kept = grounded if grounded and len(grounded) < len(tied) else tied
+    pool = sorted((by_index[m] for c in kept for m in c.members), key=lambda c: c.index)
+    return pool, len(tied) > 1 and len(kept) == 1
+
+
 def select_winner(
     candidates: Sequence[CandidateRecord], *, use_confidence: bool = True
 ) -> Selection:
     """Pick the SRLM winner (SPEC §6 steps 3–4).
 
     Finished candidates with a non-empty answer are clustered; the largest cluster(s)
-    survive, ties pooled. Among survivors with a VC the highest VC·Len wins; if none
-    has one (or ``use_confidence`` is false) the shortest trace in tokens wins. Ties:
-    higher score, then fewer tokens, then the lower index. Failed and cancelled
-    candidates are never clustered nor chosen.
+    survive, ties pooled. When several clusters tie, those with a grounded member
+    (``CandidateRecord.grounded``) win over those without. Among the remaining survivors
+    with a VC the highest VC·Len wins; if none has one (or ``use_confidence`` is false)
+    the shortest trace in tokens wins. Ties: higher score, then fewer tokens, then the
+    lower index. Failed and cancelled candidates are never clustered nor chosen.
     """
     by_index = {c.index: c for c in candidates}
     if len(by_index) != len(candidates):
@@ -137,7 +160,7 @@ def select_winner(
     if not survivors:
         return Selection(winner=None, clusters=clusters, scores=scores, reason="none")
 
-    pool = [by_index[i] for i in survivors]
+    pool, by_grounding = _grounded_pool(clusters, by_index)
     scored = [c for c in pool if scores[c.index] is not None]
     reason: Reason
     if scored:
@@ -152,7 +175,9 @@ def select_winner(
     else:
         winner = min(pool, key=lambda c: (c.length, c.index)).index
         reason = "shortest"
-    if len(pool) == 1:
+    if by_grounding:
+        reason = "grounded"
+    elif len(pool) == 1:
         reason = "only"
     return Selection(
         winner=winner, clusters=clusters, survivors=survivors, scores=scores, reason=reason

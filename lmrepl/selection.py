@@ -31,8 +31,10 @@ __all__ = [
     "SHORT_ANSWER_CHARS",
     "Cluster",
     "cluster_answers",
+    "contains_tokens",
     "matches_inside",
     "normalize_answer",
+    "number_tokens",
     "surviving_members",
 ]
 
@@ -196,6 +198,26 @@ def matches_inside(short: str, long: str) -> bool:
         # longer answer must not name any other number ("42 or 99", "42 of 100").
         return long_nums == short_nums
     return len(short) > SHORT_ANSWER_CHARS
+
+
+def contains_tokens(needle: str, haystack: str) -> bool:
+    """Whether normalised ``needle`` occurs in normalised ``haystack`` on word boundaries.
+
+    Plain containment of a contiguous run of tokens (``25`` is in ``errors: 25 of 1500``
+    but not in ``250`` or ``2.5``), equality included and without the clustering
+    exceptions of :func:`matches_inside`: grounding asks "was this value shown?", not
+    "do these two answers agree?". ``haystack`` may be long (a cell's output), so it is
+    tokenised without the cache.
+    """
+    if not needle or not haystack:
+        return False
+    joined = _shape(needle)[0]
+    return f" {joined} " in f" {' '.join(_TOKEN_RE.findall(haystack))} "
+
+
+def number_tokens(normalized: str) -> list[str]:
+    """The number tokens of a normalised answer (``-5``, ``2.5``), sorted, each once."""
+    return sorted(_shape(normalized)[2])
 
 
 def _representative(originals: Sequence[str]) -> str:

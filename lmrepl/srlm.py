@@ -262,6 +262,7 @@ class SRLM(RLM):
                 rec.status, rec.error = "failed", "the trajectory ended without an answer"
         except RunCancelled as exc:
             rec.status, rec.error, rec.answer = "cancelled", str(exc), None
+            rec.grounded = None
         except Exception as exc:
             rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
         if self.confidence_elicitation:

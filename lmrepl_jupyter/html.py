@@ -29,6 +29,8 @@ BADGE_COLOURS = {
     "stopped": "#6a1b9a",
 }
 WINNER_COLOUR = "#2e7d32"
+#: Grounded: the answer was computed or seen in output; ungrounded: a possible guess.
+GROUNDING_COLOURS = {True: "#2e7d32", False: "#ef6c00"}
 _FORMATTER = HtmlFormatter(noclasses=True, style="default", nobackground=True)
 _LEXER = PythonLexer()
 _MONO = "font-family:var(--jp-code-font-family,monospace);font-size:12px;"
@@ -64,6 +66,23 @@ def badge(status: str) -> str:
     return (
         f'<span style="background:{colour};color:#fff;border-radius:3px;'
         f'padding:1px 6px;font-size:11px;font-weight:600;">{escape(status)}</span>'
+    )
+
+
+def grounding_badge(grounded: bool | None) -> str:
+    """A small outlined ``grounded``/``ungrounded`` tag; "" when unknown (no answer)."""
+    if grounded is None:
+        return ""
+    colour = GROUNDING_COLOURS[grounded]
+    label = "grounded" if grounded else "ungrounded"
+    why = (
+        "computed by its code or seen in output"
+        if grounded
+        else "a constant never seen in output: possibly a guess"
+    )
+    return (
+        f'<span class="lmrepl-grounding" title="{why}" style="border:1px solid {colour};'
+        f'color:{colour};border-radius:3px;padding:0 4px;font-size:10px;">{label}</span>'
     )
 
 
@@ -247,8 +266,10 @@ def candidate_body_html(
         html += code_html(running_code, opts.max_code_lines)
     if cand.answer is not None:
         answer = truncate(cand.answer, 20, opts.max_answer_chars)
-        html += '<div style="margin-top:6px;font-size:11px;color:#555;">answer</div>' + _pre(
-            answer, "#1b5e20", "#f1f8e9"
+        tag = grounding_badge(cand.grounded)
+        html += (
+            '<div style="margin-top:6px;font-size:11px;color:#555;">'
+            f"answer{' ' + tag if tag else ''}</div>" + _pre(answer, "#1b5e20", "#f1f8e9")
         )
     if cand.error:
         html += _pre(truncate(cand.error, 6, 500), "#c62828", "#ffebee")

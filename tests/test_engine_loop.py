@@ -199,10 +199,31 @@ def test_lm_repl_call_shape_without_question(
 
 
 def test_repeated_code_gets_a_note(scripted_server: ScriptedServer, environment: str) -> None:
-    scripted_server.script([repl("print(1)"), repl("print(1)"), repl("FINAL(1)")])
-    make_rlm(scripted_server, environment=environment).completion("c", "q")
-    assert "same code as your previous step" not in last_user(scripted_server.model_requests()[1])
-    assert "same code as your previous step" in last_user(scripted_server.model_requests()[2])
+    # The same code with a different output (state changed): a note, and the loop goes on.
+    grow = "x = globals().get('x', 0) + 1\nprint(x)"
+    scripted_server.script([repl(grow), repl(grow), repl("FINAL(x)")])
+    result = make_rlm(scripted_server, environment=environment).completion("c", "q")
+    requests = scripted_server.model_requests()
+    assert "same code as your previous step" not in last_user(requests[1])
+    assert "same code as your previous step" in last_user(requests[2])
+    assert "last step" not in last_user(requests[2]) and result.response == "2"
+
+
+def test_the_same_code_with_the_same_output_goes_to_the_final_request(
+    scripted_server: ScriptedServer, environment: str
+) -> None:
+    # A small model stuck printing the right value: the repeat ends the loop, and the
+    # last request names the value; a reply that still only prints it is taken as computed.
+    scripted_server.script([repl("print(25)"), repl("print(25)"), repl("print(25)")])
+    result = make_rlm(scripted_server, environment=environment, max_iterations=10).completion(
+        "c", "q"
+    )
+    requests = scripted_server.model_requests()
+    assert len(requests) == 3
+    assert "same code as your previous step" in last_user(requests[2])
+    assert "this is your last step" in last_user(requests[2])
+    assert "Your last code printed: 25" in last_user(requests[2])
+    assert result.response == "25" and result.metadata["grounded"] is True
 
 
 def test_cell_overwriting_context_is_refused(

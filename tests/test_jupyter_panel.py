@@ -12,6 +12,7 @@ from lmrepl.events import CandidateFinished, Event, SearchFinished
 from lmrepl.live import LiveState
 from lmrepl.types import RLMChatCompletion, UsageSummary
 from lmrepl_jupyter.driver import NullView, run_with_view
+from lmrepl_jupyter.html import panel_html
 from lmrepl_jupyter.panel import COLUMN_CLASS, WINNER_CLASS, WidgetPanel
 
 
@@ -213,3 +214,21 @@ def test_the_idle_clock_sends_about_one_update_per_second() -> None:
         assert 19 <= len(changes) <= 21
     finally:
         panel.dispose()
+
+
+def test_finished_answers_show_a_grounding_badge() -> None:
+    rec = record("srlm_search")
+    rec.candidates[0].grounded, rec.candidates[1].grounded = False, True
+    state = LiveState.from_record(rec)
+    panel = WidgetPanel()
+    try:
+        panel.update(state)
+        bodies = [c.body.value for c in panel.columns]
+        assert 'class="lmrepl-grounding"' in bodies[0] and ">ungrounded</span>" in bodies[0]
+        assert ">grounded</span>" in bodies[1]
+        assert "lmrepl-grounding" not in bodies[2]  # failed: no answer, no badge
+    finally:
+        panel.dispose()
+    # The static rendering (saved notebooks) shows the same badges.
+    html = panel_html(state)
+    assert html.count('class="lmrepl-grounding"') == 2

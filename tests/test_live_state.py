@@ -12,6 +12,7 @@ from lmrepl.events import (
     CellStarted,
     Event,
     IterationStarted,
+    RunFinished,
     RunStarted,
     SearchFinished,
 )
@@ -152,3 +153,16 @@ def test_events_put_from_many_threads_at_once() -> None:
     assert [c.status for c in state.record.candidates] == ["done", "done", "failed"]
     for built, theirs in zip(state.record.candidates, engine.candidates, strict=True):
         _same_run(built, theirs)
+
+
+def test_a_finished_run_carries_its_grounding() -> None:
+    state = LiveState()
+    state.apply(
+        RunStarted(
+            run_id="r", question="q", context_info="", backend="b", model="m", environment="local"
+        )
+    )
+    assert state.record.candidates[0].grounded is None
+    state.apply(RunFinished(run_id="r", status="done", answer="25", grounded=False))
+    cand = state.record.candidates[0]
+    assert cand.answer == "25" and cand.grounded is False

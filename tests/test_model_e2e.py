@@ -85,3 +85,39 @@ def test_the_model_drives_a_kernel_trajectory_with_confidence() -> None:
     cand = meta["candidates"][0]
     assert cand["status"] in ("done", "failed")
     assert cand["status"] == "failed" or cand["answer"]
+    # A finished candidate says whether its answer is grounded; one with none says None.
+    assert (cand["grounded"] is None) == (cand["status"] != "done")
+
+
+def test_every_request_fits_the_embedded_models_window() -> None:
+    """A 60,000-character context printed whole and sent whole to ``llm_query`` under a
+    1,024-token window: the request is cut to fit, by the model's own token count (the
+    server's reported prompt tokens stay inside), and the run goes on."""
+    context = "\n".join(
+        f"2026-12-04 10:{i % 60:02d}:{i % 7:02d} INFO job {i} done" for i in range(2000)
+    )
+    root = [
+        "```repl\nprint(context)\n```",
+        "```repl\nr = llm_query('Which job ran last? ' + context)\nprint(r[:80])\n```",
+        "```repl\nFINAL(len(context.splitlines()))\n```",
+    ]
+    rlm = RLM(
+        backend="replay",
+        backend_kwargs={"replies": root},
+        other_backends=["local"],
+        other_backend_kwargs=[
+            {"max_tokens_default": 16, "temperature": 0.0, "context_window": 1024}
+        ],
+        environment="kernel",
+        environment_kwargs={"cell_timeout": 300},
+    )
+    events: list[Event] = []
+    rlm.subscribe(events.append)
+    result = rlm.completion(context, "How many lines?")
+    rlm.close()
+    assert len(context) > 60_000
+    calls = [e for e in events if isinstance(e, ModelCallFinished) and e.purpose == "subcall"]
+    assert calls and all(c.error is None for c in calls)
+    assert 700 < calls[0].input_tokens <= 1024 - 16
+    assert result.metadata["subcalls"][0]["error"] is None
+    assert result.response == "2000" and result.metadata["grounded"] is True

@@ -149,7 +149,8 @@ def test_model_text_is_not_markup(scripted_server: ScriptedServer) -> None:
     scripted_server.script([repl(code)])
     console, buf = _console()
     progress = TerminalProgress(console=console)
-    rlm = make_rlm(scripted_server)
+    # The constant FINAL next to unread output would be held for a turn; not the point here.
+    rlm = make_rlm(scripted_server, hold_unseen_final=False)
     rlm.subscribe(progress)
     rlm.completion("ctx", "q")
     console.print(progress)
@@ -165,3 +166,35 @@ def test_model_text_is_not_markup(scripted_server: ScriptedServer) -> None:
     assert "# [bold]not bold[/bold] [/oops]" in text
     assert "[red]42[/red]" in text
     assert "[/x]" in text and "winner: candidate 0 — [x]" in text
+
+
+def test_finished_answers_carry_their_grounding(scripted_server: ScriptedServer) -> None:
+    # A live RLM run: the answer row and the plain line say "grounded".
+    scripted_server.script([repl("n = context.count('E')\nFINAL(n)")])
+    console, buf = _console()
+    progress = TerminalProgress(console=console)
+    rlm = make_rlm(scripted_server)
+    rlm.subscribe(progress)
+    rlm.completion("E E", "How many E?")
+    console.print(progress)
+    text = buf.getvalue()
+    assert "run: done after" in text and "· 2 (grounded)" in text
+    assert "2 grounded" in _rows(text, "run")["run"]
+    assert "answer: 2 grounded" in text
+    # The search summary tags each finished candidate's answer.
+    summary = SearchRecord(
+        mode="rlm",
+        winner=0,
+        answer="25",
+        clusters=[Cluster(answer="25", members=[0], votes=1)],
+        candidates=[
+            CandidateRecord(index=0, status="done", answer="25", length=3, grounded=True),
+            CandidateRecord(index=1, status="done", answer="81330", length=2, grounded=False),
+            CandidateRecord(index=2, status="failed", error="boom"),
+        ],
+    )
+    console, buf = _console()
+    console.print(render_search_summary(summary))
+    text = buf.getvalue()
+    assert "25 grounded" in text and "81330 ungrounded" in text
+    assert "boom" in text and text.count("grounded") == 2

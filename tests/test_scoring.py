@@ -55,11 +55,74 @@ def test_joint_score() -> None:
 
 
 def _c(
-    index: int, answer: str | None, vc: float | None, length: int, status: str = "done"
+    index: int,
+    answer: str | None,
+    vc: float | None,
+    length: int,
+    status: str = "done",
+    grounded: bool | None = None,
 ) -> CandidateRecord:
     return CandidateRecord.model_validate(
-        {"index": index, "answer": answer, "vc": vc, "length": length, "status": status}
+        {
+            "index": index,
+            "answer": answer,
+            "vc": vc,
+            "length": length,
+            "status": status,
+            "grounded": grounded,
+        }
     )
+
+
+def test_a_grounded_cluster_wins_a_tie_on_votes() -> None:
+    # One vote each, no confidence: the shortest trace would win, a blind guess.
+    cands = [
+        _c(0, "81330", None, 20, grounded=False),
+        _c(1, "25", None, 900, grounded=True),
+        _c(2, "7", None, 40, grounded=False),
+    ]
+    sel = select_winner(cands)
+    assert sel.winner == 1 and sel.reason == "grounded"
+    assert sel.survivors == [0, 1, 2]
+    # Before VC·Len too: the ungrounded guess has the better score.
+    cands = [_c(0, "81330", -0.01, 20, grounded=False), _c(1, "25", -5.0, 900, grounded=True)]
+    assert select_winner(cands).winner == 1
+
+
+def test_votes_come_before_grounding() -> None:
+    cands = [
+        _c(0, "81330", None, 20, grounded=False),
+        _c(1, "81,330", None, 30, grounded=False),
+        _c(2, "25", None, 10, grounded=True),
+    ]
+    sel = select_winner(cands)
+    assert sel.winner == 0 and sel.reason == "shortest"
+
+
+def test_grounding_decides_nothing_when_all_or_none_are_grounded() -> None:
+    for flag in (True, False, None):
+        cands = [_c(0, "a b", None, 50, grounded=flag), _c(1, "c d", None, 10, grounded=flag)]
+        sel = select_winner(cands)
+        assert sel.winner == 1 and sel.reason == "shortest"
+
+
+def test_two_grounded_clusters_of_three_go_on_to_vc_len() -> None:
+    cands = [
+        _c(0, "a b", -1.0, 50, grounded=True),
+        _c(1, "c d", -0.1, 10, grounded=False),
+        _c(2, "e f", -0.5, 50, grounded=True),
+    ]
+    sel = select_winner(cands)
+    assert sel.winner == 2 and sel.reason == "vc_len"
+    # Inside the winning cluster any member may be the grounded one.
+    cands = [
+        _c(0, "42", None, 50, grounded=False),
+        _c(1, "42", None, 60, grounded=True),
+        _c(2, "7", None, 10, grounded=False),
+        _c(3, "7", None, 10, grounded=False),
+    ]
+    sel = select_winner(cands)
+    assert sel.winner == 0 and sel.reason == "grounded"
 
 
 def test_majority_cluster_wins_over_better_score() -> None:

@@ -99,6 +99,27 @@ def test_without_confidence_the_shortest_trace_wins(scripted_server: ScriptedSer
     assert all(c["vc"] is None and c["score"] is None for c in meta["candidates"])
 
 
+def test_a_grounded_answer_beats_shorter_guesses(scripted_server: ScriptedServer) -> None:
+    # One vote each and no confidence: before grounding the shortest trace (a blind
+    # guess) won. Candidate 1 computes its answer, in the longest trace.
+    pad = "# " + "working " * 60
+    replies = {
+        1: repl("FINAL(81330)"),
+        2: repl(f"{pad}\nn = context.count('E')\nFINAL(n)"),
+        3: repl("FINAL(7)"),
+    }
+    scripted_server.script(responder=by_request_order(lambda n: replies[n]))
+    srlm = make_srlm(scripted_server, n_candidates=3, candidate_parallel=1)
+    result = srlm.completion("E E E", "How many E?")
+    meta = result.metadata
+    assert [c["grounded"] for c in meta["candidates"]] == [False, True, False]
+    assert [c["votes"] for c in meta["clusters"]] == [1, 1, 1]
+    lengths = [c["length"] for c in meta["candidates"]]
+    assert lengths[1] == max(lengths)
+    assert meta["winner"] == 1 and result.response == "3"
+    assert meta["selection_reason"] == "grounded"
+
+
 def test_a_failing_candidate_is_recorded_and_dropped(scripted_server: ScriptedServer) -> None:
     # Candidates run one at a time: the first one's requests (with its retry) all fail.
     scripted_server.script(

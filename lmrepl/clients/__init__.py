@@ -64,6 +64,7 @@ _HTTP: dict[str, Rule] = {
     "prices": Rule('a dict like {"input": usd_per_Mtok, "output": usd_per_Mtok}', _prices),
     "response_format": checks.mapping(),
     "temperature": checks.number(0, optional=True),
+    "context_window": checks.integer(256, optional=True),
 }
 
 _LOCAL_ONLY: dict[str, Rule] = {
@@ -102,6 +103,7 @@ _BACKENDS: dict[str, tuple[dict[str, Rule], frozenset[str]]] = {
             "path": Rule("an existing JSONL recording", _recording),
             "model_name": checks.text(empty=False),
             "delay": checks.number(0),
+            "context_window": checks.integer(256, optional=True),
             "usage": Rule(
                 '"estimate", tokens per call (int) or {"input_tokens": n, "output_tokens": m}',
                 _usage,
@@ -147,19 +149,24 @@ def make_client(backend: str, backend_kwargs: Mapping[str, Any] | None = None) -
     """
     validate_backend(backend, backend_kwargs)
     kwargs = dict(backend_kwargs or {})
+    # The window is the engine's to respect, not an SDK argument.
+    window = kwargs.pop("context_window", None)
+    client: ModelClient
     if backend == "openai":
         from lmrepl.clients.openai import OpenAIClient
 
-        return OpenAIClient(**kwargs)
-    if backend == "anthropic":
+        client = OpenAIClient(**kwargs)
+    elif backend == "anthropic":
         from lmrepl.clients.anthropic import AnthropicClient
 
-        return AnthropicClient(**kwargs)
-    if backend == "replay":
+        client = AnthropicClient(**kwargs)
+    elif backend == "replay":
         from lmrepl.clients.replay import ReplayClient
 
-        return ReplayClient(**kwargs)
-    from lmrepl.clients.local import LocalClient
+        client = ReplayClient(**kwargs)
+    else:
+        from lmrepl.clients.local import LocalClient
 
-    client: ModelClient = LocalClient(**kwargs)
+        client = LocalClient(**kwargs)
+    client.context_window = window
     return client

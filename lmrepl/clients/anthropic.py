@@ -61,6 +61,8 @@ class AnthropicClient(ModelClient):
     """Claude models through the ``anthropic`` SDK's sync client (thread-safe, one per instance)."""
 
     backend = "anthropic"
+    #: The window of current Claude models.
+    default_context_window = 200_000
     api_key_env = "ANTHROPIC_API_KEY"
 
     def __init__(

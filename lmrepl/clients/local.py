@@ -7,8 +7,11 @@ server (:func:`lmrepl.local.server.get_server`) starts on the first :meth:`compl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
+import urllib.request
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,53 @@ class LocalClient(OpenAIClient):
         self.max_tokens_default = max_tokens_default
         self._bound: Any = None
         self._bind_lock = threading.Lock()
+        # Conversations resend the same messages every turn: count each text once.
+        self._token_counts: OrderedDict[str, int] = OrderedDict()
+        self._counts_lock = threading.Lock()
+
+    @property
+    def context_window(self) -> int | None:
+        """The server's per-slot context (``n_ctx``), or a smaller configured window."""
+        from lmrepl.local.server import DEFAULT_N_CTX
+
+        server = self._bound
+        slot = server.n_ctx if server is not None else (self.n_ctx or DEFAULT_N_CTX)
+        configured = self._context_window
+        return min(slot, configured) if configured else int(slot)
+
+    @context_window.setter
+    def context_window(self, tokens: int | None) -> None:
+        self._context_window = tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Exact tokens of ``text`` by the served model's own tokenizer (``/tokenize``)."""
+        if not text:
+            return 0
+        with self._counts_lock:
+            if text in self._token_counts:
+                self._token_counts.move_to_end(text)
+                return self._token_counts[text]
+        try:
+            self._ensure_server()
+            n = self._tokenize(text)
+        except Exception:
+            return super().count_tokens(text)  # the estimate errs high: still safe
+        with self._counts_lock:
+            self._token_counts[text] = n
+            while len(self._token_counts) > 256:
+                self._token_counts.popitem(last=False)
+        return n
+
+    def _tokenize(self, text: str) -> int:
+        server = self._bound
+        request = urllib.request.Request(
+            server.url + "/tokenize",
+            data=json.dumps({"content": text}).encode(),
+            headers={"Content-Type": "application/json"}
+            | ({"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}),
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return len(json.loads(response.read())["tokens"])
 
     def check(self) -> None:
         """``ConfigurationError`` if xllamacpp or the model file is missing (loads nothing)."""

@@ -116,6 +116,9 @@ class OpenAIClient(ModelClient):
     """
 
     backend = "openai"
+    #: Today's common window for OpenAI-compatible chat models; set
+    #: ``backend_kwargs["context_window"]`` for a smaller server (a vLLM or llama-server).
+    default_context_window = 128_000
     #: Environment variable holding the key for the real endpoint.
     api_key_env = "OPENAI_API_KEY"
 

@@ -187,6 +187,19 @@ class RecordingClient(ModelClient):
             fh.write(line)
         return result
 
+    @property
+    def context_window(self) -> int | None:
+        """The wrapped client's window (unless one is set here)."""
+        return self._context_window or self.inner.context_window
+
+    @context_window.setter
+    def context_window(self, tokens: int | None) -> None:
+        self._context_window = tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Counted by the wrapped client."""
+        return self.inner.count_tokens(text)
+
     def check(self) -> None:
         """Delegates to the wrapped client."""
         self.inner.check()
