@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from lmrepl.confidence import parse_confidence, strip_confidence
 from lmrepl.grounding import Source, is_grounded
 from lmrepl.selection import contains_tokens, normalize_answer, number_tokens
 
@@ -101,7 +102,8 @@ def refusal(
 ) -> Refusal | None:
     """The reason ``answer`` is not an answer, or None when it may be one.
 
-    Hard (always refused): nothing but punctuation (``...``, ``?``); a placeholder
+    Hard (always refused): nothing but punctuation (``...``, ``?``); nothing but a
+    confidence report (``{'confidence': 98}``); a placeholder
     (``your answer``, ``<answer>``, ``[value]``, ``final answer``, ``result``, ``TODO``,
     ``placeholder``); the question echoed back (two or more words, compared normalised,
     a trailing ``?`` or a ``Question:`` prefix ignored). Soft (refused once): a "nothing
@@ -117,6 +119,11 @@ def refusal(
         return Refusal(
             f"[lmrepl] Not accepted: {_shown(answer)} has no letters or digits. Submit the "
             "answer itself with FINAL(...)."
+        )
+    if parse_confidence(answer) is not None and not strip_confidence(answer).strip():
+        return Refusal(
+            f"[lmrepl] Not accepted: {_shown(answer)} is your confidence line, not the "
+            "answer. Submit the answer itself with FINAL(...)."
         )
     flat = " ".join(norm.replace("_", " ").split())
     if _TEMPLATE.match(flat) or flat in _PLACEHOLDER_WORDS:

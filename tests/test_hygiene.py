@@ -222,3 +222,10 @@ def test_last_resort_skips_what_is_refused_and_falls_back_to_the_held_answer() -
     assert gate.last_resort(["your answer", None, ""]) == ("81330", True)
     assert gate.last_resort(["unknown"]) == ("unknown", False)  # soft: accepted at the end
     assert SubmissionGate().last_resort(["<answer>", None]) == (None, None)
+
+
+@pytest.mark.parametrize("answer", ['{"confidence": 98}', "{'confidence': 98}"])
+def test_a_confidence_report_is_not_an_answer(answer: str) -> None:
+    # Seen in a demo run: the model submitted its confidence line and it won the vote.
+    why = refusal(answer, question=QUESTION)
+    assert why is not None and not why.soft and "confidence line" in why.note
