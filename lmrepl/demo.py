@@ -8,9 +8,9 @@ candidates, the answer clusters, the VC·Len scores and the winner, whether the
 winner is right against the known count, and writes the whole search to ``runs/``
 (a trajectory JSON file and per-candidate JSONL logs).
 
-The embedded model (Qwen2.5-Coder-0.5B) is small: about half of its single
-trajectories get this count right, and the search over five of them was right in
-9 of 10 runs (docs/eval.md has the measurement). Point ``--backend openai --model
+The embedded model (Qwen2.5-Coder-0.5B) is small: 22 of 50 of its single
+trajectories got this count right, and the search over five of them was right in
+8 of 10 runs (measured on 2 cores; notebook 02 says more). Point ``--backend openai --model
 NAME`` at a real model to compare.
 """
 
