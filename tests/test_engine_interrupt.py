@@ -13,7 +13,9 @@ import textwrap
 
 SCRIPT = textwrap.dedent(
     """
-    import os, threading, psutil
+    import os, signal, threading, psutil
+    # A job started in the background by a shell inherits SIGINT ignored; Ctrl-C is the point.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from lmrepl import RLM
     from lmrepl.testing import ScriptedServer
 
