@@ -1,4 +1,4 @@
-"""The ``lmrepl`` console script. Subcommands: ``serve``, ``model {path,check}``, ``eval``."""
+"""The ``lmrepl`` console script: ``serve``, ``model {path,check}``, ``eval``, ``view``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``lmrepl`` parser; each subcommand sets ``func`` (one place to add more)."""
     from lmrepl.eval.cli import add_eval_arguments
     from lmrepl.local.__main__ import add_model_commands, add_serve_arguments
+    from lmrepl.view import add_view_arguments
 
     parser = argparse.ArgumentParser(prog="lmrepl", description="Recursive Language Models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
             "eval",
             help="accuracy of direct, RLM and SRLM on seeded long-context tasks",
             description="Run the accuracy harness (docs/eval.md) and write its report.",
+        )
+    )
+    add_view_arguments(
+        sub.add_parser(
+            "view",
+            help="a standalone HTML page of a trajectory record or a JSONL log",
+            description="Write one self-contained HTML page (no network, no JavaScript) "
+            "for a trajectory record or an RLMLogger log, and print its path (docs/viewer.md).",
         )
     )
     return parser

@@ -24,6 +24,15 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
+#: The npm name of the JupyterLab extension built from labextension/ (the folder it is
+#: installed under in share/jupyter/labextensions).
+LAB_EXTENSION = "lmrepl-jupyter"
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is (the hook ``jupyter labextension`` reads)."""
+    return [{"src": "labextension", "dest": LAB_EXTENSION}]
+
 
 def load_ipython_extension(ip: Any) -> None:
     """Register ``SRLMMagics`` with the shell ``ip``."""

@@ -25,9 +25,9 @@ from lmrepl import checks
 from lmrepl.config import ARGUMENTS
 from lmrepl.credentials import mask_secrets
 from lmrepl.errors import ConfigurationError
+from lmrepl.html import RenderOptions
 from lmrepl.live import LiveState
 from lmrepl_jupyter.driver import NullView, Outcome, View, run_with_view
-from lmrepl_jupyter.html import RenderOptions
 from lmrepl_jupyter.options import (
     RunSpec,
     build_spec,
@@ -236,6 +236,9 @@ class SRLMMagics(Magics):
         _settle(state, outcome)
         view.finish(state)
         result = SRLMResult(state.record, outcome.completion, panel)
+        if panel is not None and panel.replace_with(result._repr_mimebundle_()):
+            # The panel's output now holds the result; the cell's Out[] adds no copy.
+            result.shown_in = self.shell.execution_count if self.shell is not None else None
         if result.status in ("failed", "stopped") and result.error:
             print(f"%%{spec.kind} {result.status}: {result.error}", file=sys.stderr)
         elif result.status == "cancelled":

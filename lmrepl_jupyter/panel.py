@@ -12,8 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lmrepl.live import CLUSTERS, HEADER, LiveState
-from lmrepl_jupyter.html import (
+from lmrepl.html import (
     WINNER_COLOUR,
     RenderOptions,
     candidate_body_html,
@@ -21,6 +20,7 @@ from lmrepl_jupyter.html import (
     clusters_html,
     header_html,
 )
+from lmrepl.live import CLUSTERS, HEADER, LiveState
 
 PANEL_CLASS = "lmrepl-panel"
 COLUMN_CLASS = "lmrepl-candidate"
@@ -81,6 +81,8 @@ class WidgetPanel:
         self.widget = PanelBox([self.header, self.clusters, self.row])
         self.widget.add_class(PANEL_CLASS)
         self.columns: list[CandidateColumn] = []
+        # The display the panel lives in; ``replace_with`` swaps it for the result.
+        self.handle: Any = None
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -92,7 +94,7 @@ class WidgetPanel:
         from IPython.display import display
 
         self.update(state)
-        display(self.widget)  # type: ignore[no-untyped-call]
+        self.handle = display(self.widget, display_id=True)  # type: ignore[no-untyped-call]
 
     def finish(self, state: LiveState) -> None:
         """Show the final state (the widgets stay, so the notebook saves them)."""
@@ -135,6 +137,20 @@ class WidgetPanel:
                         state.activity(col.index),
                     )
                 col.set_winner(rec.winner is not None and rec.winner == col.index)
+
+    def replace_with(self, bundle: dict[str, Any]) -> bool:
+        """Show the MIME ``bundle`` where the panel was, then close the panel's widgets.
+
+        The output the panel occupied is updated in place (``update_display_data``), so
+        the cell keeps one rich rendering: the result's own MIME bundle, which a saved
+        notebook shows with no kernel and no widget state. Returns False when the panel
+        was never displayed (nothing to replace).
+        """
+        if self.handle is None:
+            return False
+        self.handle.update(bundle, raw=True)
+        self.dispose()
+        return True
 
     def dispose(self) -> None:
         """Close every widget of the panel (drops them from the notebook's state)."""

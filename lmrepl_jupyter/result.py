@@ -13,10 +13,10 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
+from lmrepl.html import RenderOptions, panel_html
 from lmrepl.live import LiveState
 from lmrepl.records import MIME_TYPE, SearchRecord, parse_record
 from lmrepl.types import RLMChatCompletion, UsageSummary
-from lmrepl_jupyter.html import RenderOptions, panel_html
 
 
 class SRLMResult:
@@ -32,6 +32,9 @@ class SRLMResult:
         self.completion = completion
         # The live WidgetPanel (or None); kept for inspection, never serialised.
         self.panel = panel
+        #: The execution count of the cell whose live panel was replaced by this result:
+        #: that cell already shows it, so its Out[] adds no second copy (None: not shown).
+        self.shown_in: int | None = None
 
     # -- the search's outcome ----------------------------------------------------------
 
@@ -150,6 +153,17 @@ class SRLMResult:
         if exclude:
             bundle = {k: v for k, v in bundle.items() if k not in exclude}
         return bundle
+
+    def _ipython_display_(self) -> None:
+        # The magic's own cell already shows the result where the live panel was; any
+        # later display (`res`, `display(res)`, `_`) shows the whole bundle again.
+        from IPython import get_ipython
+        from IPython.display import display
+
+        shell = get_ipython()
+        if self.shown_in is not None and getattr(shell, "execution_count", None) == self.shown_in:
+            return
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         return self._text()

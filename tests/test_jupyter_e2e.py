@@ -98,6 +98,31 @@ def test_srlm_k3_panel_and_result(ip: InteractiveShell, server: ScriptedServer) 
     assert res.answer in bundle["text/plain"].splitlines()[0]
 
 
+def test_one_rendering_per_cell(ip: InteractiveShell) -> None:
+    """The live panel's output becomes the result; the cell's Out[] adds no copy."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        ip.run_cell("%%srlm -k 3 -o res doc\nHow long is the text?", store_history=True)
+    res = ip.user_ns["res"]
+    assert isinstance(res, SRLMResult) and res.status == "done"
+    # Two messages for one output: the panel shown, then updated in place to the result.
+    first, last = cap.outputs
+    assert "application/vnd.jupyter.widget-view+json" in first.data
+    assert MIME_TYPE in last.data and last.update
+    assert last.transient["display_id"] == first.transient["display_id"]
+    assert last.data[MIME_TYPE]["winner"] == res.winner
+    # No second copy: a kernel sends no execute_result for empty data (this plain shell
+    # only prints its prompt).
+    assert cap.stdout.replace("Out[1]:", "").strip() == ""
+    assert ip.user_ns["_"] is res  # still reachable as _
+    assert res.panel is not None and res.panel.widget.comm is None  # widgets closed
+    # Shown again from a later cell, it is the whole bundle.
+    with capture_output() as again:
+        ip.run_cell("res", store_history=True)
+    assert [MIME_TYPE in o.data for o in again.outputs] == [True]
+
+
 def test_srlm_with_the_text_view(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     ip.run_line_magic("config", "SRLMMagics.panel = 'auto'")  # no kernel here: rich view
     res = run_magic(ip, "srlm", "-k 2 --no-confidence doc", "How long?")

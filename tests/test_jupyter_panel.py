@@ -9,10 +9,10 @@ import pytest
 from recorded import events, record
 
 from lmrepl.events import CandidateFinished, Event, SearchFinished
+from lmrepl.html import panel_html
 from lmrepl.live import LiveState
 from lmrepl.types import RLMChatCompletion, UsageSummary
 from lmrepl_jupyter.driver import NullView, run_with_view
-from lmrepl_jupyter.html import panel_html
 from lmrepl_jupyter.panel import COLUMN_CLASS, WINNER_CLASS, WidgetPanel
 
 
@@ -41,7 +41,8 @@ def test_widget_panel_after_a_search() -> None:
         titles = [c.title.value for c in panel.columns]
         assert ["done" in titles[0], "done" in titles[1], "failed" in titles[2]] == [True] * 3
         assert "★ winner" in titles[1]
-        assert "2 sub-calls" in titles[0] and "1 child RLMs" in titles[0]
+        assert "2 sub-calls" in titles[0]
+        assert "1 child RLM" in titles[0] and "1 child RLMs" not in titles[0]
         # Per step the code (highlighted), the output and the confidence.
         body = panel.columns[0].body.value
         assert "confidence 70" in body and "len" in body and "186" in body

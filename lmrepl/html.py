@@ -1,116 +1,62 @@
 """Static HTML of the panel: header, clusters, one column per candidate.
 
-Used twice: the live widget panel sets these fragments as ``HTML`` widget values, and
-the result object's ``text/html`` is the whole panel at once. Everything is escaped,
-styles are inline (notebook sanitizers drop ``<style>`` blocks) and there is no
-JavaScript, so a saved notebook shows it anywhere.
+Used three times: the live widget panel sets these fragments as ``HTML`` widget
+values, the result object's ``text/html`` is the whole panel at once, and
+``lmrepl view`` (:mod:`lmrepl.view`) builds a standalone page from them. Everything is
+escaped, styles are inline (notebook sanitizers drop ``<style>`` blocks) and there is
+no JavaScript, so a saved notebook shows it anywhere. The static renderings also show
+each trajectory's sub-calls and child RLMs in collapsed ``<details>`` elements.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from html import escape
 
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import PythonLexer
-
+from lmrepl.html_base import (
+    BADGE_COLOURS,
+    GROUNDING_COLOURS,
+    MONO,
+    WINNER_COLOUR,
+    RenderOptions,
+    badge,
+    children_html,
+    code_html,
+    fmt_float,
+    grounding_badge,
+    pre_html,
+    run_details_html,
+    step_html,
+    subcalls_html,
+    truncate,
+)
 from lmrepl.live import LiveState
-from lmrepl.records import CandidateRecord, SearchRecord, StepRecord
+from lmrepl.records import CandidateRecord, SearchRecord
 
-BADGE_COLOURS = {
-    "queued": "#757575",
-    "running": "#1565c0",
-    "done": "#2e7d32",
-    "no_answer": "#ef6c00",
-    "failed": "#c62828",
-    "cancelled": "#ef6c00",
-    "stopped": "#6a1b9a",
-}
-WINNER_COLOUR = "#2e7d32"
-#: Grounded: the answer was computed or seen in output; ungrounded: a possible guess.
-GROUNDING_COLOURS = {True: "#2e7d32", False: "#ef6c00"}
-_FORMATTER = HtmlFormatter(noclasses=True, style="default", nobackground=True)
-_LEXER = PythonLexer()
-_MONO = "font-family:var(--jp-code-font-family,monospace);font-size:12px;"
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """Limits of what the panel shows (the record itself keeps everything)."""
-
-    max_output_lines: int = 12
-    max_output_chars: int = 1500
-    max_code_lines: int = 40
-    max_answer_chars: int = 600
-    max_question_chars: int = 400
-
-
-def truncate(text: str, max_lines: int, max_chars: int) -> str:
-    """Cut ``text`` to ``max_lines`` lines and ``max_chars`` characters, saying how much."""
-    lines = text.splitlines()
-    cut_lines = len(lines) > max_lines
-    out = "\n".join(lines[:max_lines]) if cut_lines else text
-    cut_chars = len(out) > max_chars
-    if cut_chars:
-        out = out[:max_chars]
-    if cut_lines or cut_chars:
-        out += f"\n… ({len(text) - len(out):,} more characters)"
-    return out
-
-
-def badge(status: str) -> str:
-    """A coloured status label."""
-    colour = BADGE_COLOURS.get(status, "#757575")
-    return (
-        f'<span style="background:{colour};color:#fff;border-radius:3px;'
-        f'padding:1px 6px;font-size:11px;font-weight:600;">{escape(status)}</span>'
-    )
-
-
-def grounding_badge(grounded: bool | None) -> str:
-    """A small outlined ``grounded``/``ungrounded`` tag; "" when unknown (no answer)."""
-    if grounded is None:
-        return ""
-    colour = GROUNDING_COLOURS[grounded]
-    label = "grounded" if grounded else "ungrounded"
-    why = (
-        "computed by its code or seen in output"
-        if grounded
-        else "a constant never seen in output: possibly a guess"
-    )
-    return (
-        f'<span class="lmrepl-grounding" title="{why}" style="border:1px solid {colour};'
-        f'color:{colour};border-radius:3px;padding:0 4px;font-size:10px;">{label}</span>'
-    )
-
-
-def code_html(code: str, max_lines: int = 40) -> str:
-    """Python code highlighted with pygments (inline styles)."""
-    lines = code.splitlines()
-    if len(lines) > max_lines:
-        code = "\n".join(lines[:max_lines]) + f"\n# … {len(lines) - max_lines} more lines"
-    body = highlight(code, _LEXER, _FORMATTER)
-    return (
-        f'<div style="background:#f6f8fa;border-radius:3px;padding:2px 6px;margin:2px 0;'
-        f'overflow-x:auto;{_MONO}">{body}</div>'
-    )
-
-
-def _pre(text: str, colour: str = "#222", background: str = "#fff") -> str:
-    return (
-        f'<pre style="white-space:pre-wrap;word-break:break-word;margin:2px 0;padding:2px 6px;'
-        f'background:{background};color:{colour};border-left:2px solid #ddd;{_MONO}">'
-        f"{escape(text)}</pre>"
-    )
-
-
-def fmt_float(value: float | None, digits: int = 2) -> str:
-    """A score for display; None and non-finite values are shown as a dash."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:.{digits}f}"
+# The building blocks live in html_base; listed here so importers of this module keep them.
+__all__ = [
+    "BADGE_COLOURS",
+    "GROUNDING_COLOURS",
+    "WINNER_COLOUR",
+    "RenderOptions",
+    "badge",
+    "candidate_body_html",
+    "candidate_title_html",
+    "children_html",
+    "clock",
+    "clusters_html",
+    "code_html",
+    "column_style",
+    "columns_html",
+    "fmt_float",
+    "grounding_badge",
+    "header_html",
+    "panel_html",
+    "pre_html",
+    "run_details_html",
+    "step_html",
+    "subcalls_html",
+    "truncate",
+]
 
 
 def clock(state: LiveState, now: float | None = None) -> str:
@@ -152,7 +98,7 @@ def header_html(state: LiveState, now: float | None = None) -> str:
     html = (
         f'<div style="margin-bottom:4px;">{" · ".join(parts)}'
         f'<span style="float:right;color:#555;">{" · ".join(totals)}</span></div>'
-        f'<div style="{_MONO}white-space:pre-wrap;color:#333;border-left:3px solid #90caf9;'
+        f'<div style="{MONO}white-space:pre-wrap;color:#333;border-left:3px solid #90caf9;'
         f'padding:2px 6px;">{escape(question)}</div>'
     )
     if rec.error:
@@ -211,25 +157,6 @@ def clusters_html(record: SearchRecord) -> str:
     )
 
 
-def step_html(step: StepRecord, opts: RenderOptions) -> str:
-    """One iteration: code, truncated output, confidence, notices."""
-    conf = "" if step.confidence is None else f" · confidence {step.confidence:g}"
-    sub = " · <b>submitted</b>" if step.submitted else ""
-    html = (
-        '<div style="font-size:11px;color:#555;margin-top:6px;">'
-        f"step {step.iteration}{conf}{sub}</div>"
-    )
-    if step.code:
-        html += code_html(step.code, opts.max_code_lines)
-    elif step.reply:
-        html += _pre(truncate(step.reply, opts.max_output_lines, opts.max_output_chars), "#555")
-    if step.output:
-        html += _pre(truncate(step.output, opts.max_output_lines, opts.max_output_chars))
-    for notice in step.notices:
-        html += _pre(notice, "#8a4b00", "#fff8e1")
-    return html
-
-
 def candidate_title_html(cand: CandidateRecord, record: SearchRecord) -> str:
     """Column head: index, status badge, winner mark and per-candidate counters."""
     win = record.winner == cand.index and record.winner is not None
@@ -237,9 +164,9 @@ def candidate_title_html(cand: CandidateRecord, record: SearchRecord) -> str:
     label = "trajectory" if record.kind == "rlm" else f"candidate #{cand.index}"
     facts = [f"{len(cand.steps)} steps", f"{cand.model_calls} calls"]
     if subcalls := cand.subcall_count():
-        facts.append(f"{subcalls} sub-calls")
+        facts.append(f"{subcalls} sub-call" + ("s" if subcalls != 1 else ""))
     if children := cand.child_count():
-        facts.append(f"{children} child RLMs")
+        facts.append(f"{children} child RLM" + ("s" if children != 1 else ""))
     if cand.length:
         facts.append(f"Len {cand.length}")
     if cand.vc is not None:
@@ -255,8 +182,13 @@ def candidate_body_html(
     running_code: str | None,
     opts: RenderOptions | None = None,
     activity: str | None = None,
+    details: bool = False,
 ) -> str:
-    """Column body: the steps, what runs now, then the answer or the error."""
+    """Column body: the steps, what runs now, then the answer or the error.
+
+    ``details`` adds the collapsed sub-call and child sections: the static renderings
+    want them; the live panel does not, as each re-render would close what was opened.
+    """
     opts = opts or RenderOptions()
     html = "".join(step_html(s, opts) for s in cand.steps)
     if activity is not None or running_code is not None:
@@ -269,10 +201,12 @@ def candidate_body_html(
         tag = grounding_badge(cand.grounded)
         html += (
             '<div style="margin-top:6px;font-size:11px;color:#555;">'
-            f"answer{' ' + tag if tag else ''}</div>" + _pre(answer, "#1b5e20", "#f1f8e9")
+            f"answer{' ' + tag if tag else ''}</div>" + pre_html(answer, "#1b5e20", "#f1f8e9")
         )
     if cand.error:
-        html += _pre(truncate(cand.error, 6, 500), "#c62828", "#ffebee")
+        html += pre_html(truncate(cand.error, 6, 500), "#c62828", "#ffebee")
+    if details:
+        html += run_details_html(cand, opts)
     return html
 
 
@@ -285,24 +219,31 @@ def column_style(winner: bool) -> str:
     )
 
 
-def panel_html(state: LiveState, opts: RenderOptions | None = None) -> str:
-    """The whole panel as one static HTML fragment."""
+def columns_html(state: LiveState, opts: RenderOptions | None = None) -> str:
+    """One column per candidate, side by side, with their sub-call and child details."""
     opts = opts or RenderOptions()
     rec = state.record
     cols = []
     for cand in rec.candidates:
         win = rec.winner == cand.index
         running = state.running_code.get(cand.index)
-        body = candidate_body_html(cand, running, opts, state.activity(cand.index))
+        body = candidate_body_html(cand, running, opts, state.activity(cand.index), details=True)
         cols.append(
             f'<div class="lmrepl-candidate{" lmrepl-winner" if win else ""}" '
             f'style="{column_style(win)}">{candidate_title_html(cand, rec)}{body}</div>'
         )
+    return f'<div style="display:flex;gap:6px;align-items:flex-start;">{"".join(cols)}</div>'
+
+
+def panel_html(state: LiveState, opts: RenderOptions | None = None) -> str:
+    """The whole panel as one static HTML fragment."""
+    opts = opts or RenderOptions()
+    rec = state.record
     answer = ""
     if rec.mode == "direct" and rec.answer is not None:
-        answer = "<div><b>direct answer</b></div>" + _pre(rec.answer, "#1b5e20", "#f1f8e9")
+        answer = "<div><b>direct answer</b></div>" + pre_html(rec.answer, "#1b5e20", "#f1f8e9")
     return (
         '<div class="lmrepl-panel" style="font-size:13px;">'
         f"{header_html(state)}<div style='margin:6px 0;'>{clusters_html(rec)}</div>{answer}"
-        f'<div style="display:flex;gap:6px;align-items:flex-start;">{"".join(cols)}</div></div>'
+        f"{columns_html(state, opts)}</div>"
     )
