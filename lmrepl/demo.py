@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if record is not None:
         path = record.save(out_dir / f"demo-trajectory-{stamp}.json")
         console.print(f"Trajectory: {path}")
+        console.print(
+            f"See it in a browser: .venv/bin/lmrepl view --open {path}"
+            " (or in JupyterLab: Open With → lmrepl trajectory)"
+        )
     console.print(f"Event logs: {', '.join(str(p) for p in logger.paths)}")
     console.print(f"Wall time: {elapsed:.1f} s")
     return 0
