@@ -131,5 +131,9 @@ def read_log(path: str | Path) -> list[Event]:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             if number == len(lines):
                 break
-            raise ValueError(f"{path}: line {number} is not an lmrepl event: {exc}") from exc
+            # The validator's own report (every event kind it tried) stays in __cause__.
+            raise ValueError(
+                f"{path}: line {number} is not an lmrepl event (a log of RLMLogger has one "
+                "JSON event per line)"
+            ) from exc
     return events

@@ -256,8 +256,8 @@ def parse_record(data: Any) -> SearchRecord:
     version = data.get("schema_version")
     if version not in READABLE_VERSIONS:
         raise ValueError(
-            f"unsupported trajectory schema_version {version!r} (this lmrepl reads "
-            f"{', '.join(map(repr, READABLE_VERSIONS))})"
+            f"trajectory schema_version {version!r} is not one this lmrepl reads "
+            f"({', '.join(READABLE_VERSIONS)}); a newer lmrepl may read it"
         )
     if version == "1":
         data = _upgrade_v1(data)

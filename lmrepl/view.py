@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import webbrowser
@@ -35,7 +34,7 @@ from pydantic import ValidationError
 from lmrepl import events as ev
 from lmrepl.live import LiveState
 from lmrepl.logger import read_log
-from lmrepl.records import READABLE_VERSIONS, SearchRecord, parse_record
+from lmrepl.records import SearchRecord, parse_record
 
 if TYPE_CHECKING:
     from lmrepl.html import RenderOptions
@@ -122,13 +121,6 @@ def load(path: str | Path) -> Loaded:
 
 
 def _parse_record(p: Path, data: dict[str, object]) -> SearchRecord:
-    version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        readable = ", ".join(READABLE_VERSIONS)
-        raise ViewError(
-            f"{p}: trajectory schema_version {version!r} is not one this lmrepl reads "
-            f"({readable}); a newer lmrepl may show it"
-        )
     try:
         return parse_record(data)
     except ValidationError as exc:
@@ -145,13 +137,8 @@ def _parse_record(p: Path, data: dict[str, object]) -> SearchRecord:
 def _load_log(p: Path) -> Loaded:
     try:
         events = read_log(p)  # skips a cut-off last line, as for every other reader
-    except ValueError as exc:
-        found = re.search(r"line (\d+) is not an lmrepl event", str(exc))
-        where = f"line {found.group(1)}" if found else "a line"
-        raise ViewError(
-            f"{p}: {where} is not an lmrepl event (expected a trajectory record or a "
-            "JSONL log written by RLMLogger)"
-        ) from None
+    except ValueError as exc:  # names the file and the line
+        raise ViewError(_one_line(str(exc))) from None
     if not events:
         raise ViewError(f"{p}: no lmrepl events in it (not a trajectory record or a log)")
     last = events[-1].time

@@ -112,6 +112,18 @@ def saved_notebook(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     return dict(output["data"][MIME])
 
 
+def open_in_viewer(page: Page, name: str) -> Any:
+    """Right-click ``name`` in the file browser → Open With → lmrepl trajectory."""
+    item = page.locator(".jp-DirListing-item", has_text=name)
+    item.wait_for(timeout=60_000)
+    item.click(button="right")
+    page.locator(".lm-Menu-itemLabel", has_text="Open With").first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text="lmrepl trajectory").first.click()
+    viewer = page.locator(".lmrepl-viewer .lmrepl-trajectory")
+    viewer.wait_for(timeout=30_000)
+    return viewer
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabServer]:
     # No kernels at all: what the page shows comes from the saved files alone.
@@ -171,13 +183,7 @@ def _use_dark_theme(page: Page) -> None:
 def test_jsonl_log_opens_in_the_viewer(lab: LabServer, page: Page) -> None:
     shutil.copy(FILES / "srlm_search.jsonl", lab.root / "search-log.jsonl")
     page.goto(lab.lab_url())
-    item = page.locator(".jp-DirListing-item", has_text="search-log.jsonl")
-    item.wait_for(timeout=60_000)
-    item.click(button="right")
-    page.locator(".lm-Menu-itemLabel", has_text="Open With").first.hover()
-    page.locator(".lm-Menu-itemLabel", has_text="lmrepl trajectory").first.click()
-    viewer = page.locator(".lmrepl-viewer .lmrepl-trajectory")
-    viewer.wait_for(timeout=30_000)
+    viewer = open_in_viewer(page, "search-log.jsonl")
     assert viewer.locator(".lmrepl-tr-candidate").count() == 3
     assert viewer.locator(".lmrepl-tr-winner").count() == 1
     assert SEARCH["answer"] in viewer.locator(".lmrepl-tr-answer").first.inner_text()
@@ -378,11 +384,7 @@ def test_hostile_model_output_never_runs_in_the_page(tmp_path: Path, page: Page)
 
         page.goto(lab.lab_url())
         dismiss_kernel_dialog(page)  # the workspace reopens the notebook
-        page.locator(".jp-DirListing-item", has_text="hostile.jsonl").click(button="right")
-        page.locator(".lm-Menu-itemLabel", has_text="Open With").first.hover()
-        page.locator(".lm-Menu-itemLabel", has_text="lmrepl trajectory").first.click()
-        viewer = page.locator(".lmrepl-viewer .lmrepl-trajectory")
-        viewer.wait_for(timeout=30_000)
+        viewer = open_in_viewer(page, "hostile.jsonl")
         for details in viewer.locator("details").all():
             details.evaluate("d => { d.open = true; }")
         assert "onerror" in viewer.inner_text()
