@@ -131,10 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if record is not None:
         path = record.save(out_dir / f"demo-trajectory-{stamp}.json")
         console.print(f"Trajectory: {path}")
-        console.print(
-            f"See it in a browser: .venv/bin/lmrepl view --open {path}"
-            " (or in JupyterLab: Open With → lmrepl trajectory)"
-        )
+        # One unbroken line, so the command can be copied as it is.
+        console.print(f"See it in a browser: .venv/bin/lmrepl view --open {path}", soft_wrap=True)
+        console.print("(or in JupyterLab: right-click the file → Open With → lmrepl trajectory)")
     console.print(f"Event logs: {', '.join(str(p) for p in logger.paths)}")
     console.print(f"Wall time: {elapsed:.1f} s")
     return 0
