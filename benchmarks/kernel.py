@@ -1,7 +1,9 @@
 """Kernel REPL benchmark (SPEC §9 rows): start, cell round trip, host calls, contexts.
 
 Run: ``.venv/bin/python benchmarks/kernel.py [--quick]``. Prints one table row per
-measurement with its SPEC target. Memory is host + kernel RSS sampled every 2 ms,
+measurement with its SPEC target, then where a cold start's time goes and the first
+search of a fresh process (``kernel_start.py``), and a local kernel against one behind
+a Jupyter Kernel Gateway (``kernel_gateway.py``). Memory is host + kernel RSS sampled every 2 ms,
 counted from before the caller builds the context (so the caller's copy is included).
 """
 
@@ -17,6 +19,12 @@ import time
 from typing import Any
 
 import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import kernel_gateway
+import kernel_start
+from _common import table
 
 from lmrepl.repl.kernel import KernelREPL
 from lmrepl.repl.kernel_pool import KernelPool
@@ -163,7 +171,6 @@ def bench_context(pool: KernelPool, mb: int, local_files: bool, runs: int) -> No
 
 def bench_fan_out() -> None:
     """32 sub-calls at 200 ms through the kernel's host channel (engine.py has the rest)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _server import ServerProcess
     from engine import fan_out
 
@@ -267,6 +274,12 @@ def main() -> None:
         bench_context(pool, 100, local_files=False, runs=runs)
         bench_fan_out()
         bench_sandbox(3 if args.quick else 7, 200 if args.quick else 500)
+        kernel_start.breakdown(3 if args.quick else 7)
+        kernel_start.first_search(3 if args.quick else 5)
+        rows = kernel_gateway.gateway_rows(
+            cells=20 if args.quick else 50, runs=2 if args.quick else 3
+        )
+        table("local kernel vs Jupyter Kernel Gateway on loopback", kernel_gateway.HEADER, rows)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nload average during the run: {load} (2 cores shared with other work)")
     finally:

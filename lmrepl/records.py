@@ -201,7 +201,10 @@ class SearchRecord(UsageTotals):
     environment: str | None = None
     sandbox: str | None = Field(
         default=None,
-        description="Where model code ran: bwrap, bwrap+network, none or in-process.",
+        description=(
+            "Where model code ran: bwrap, bwrap+network, none, gateway (a Jupyter gateway's "
+            "kernels) or in-process."
+        ),
     )
     n_candidates: int = 1
     candidate_parallel: int = 1

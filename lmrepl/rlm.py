@@ -107,8 +107,11 @@ class RLM:
                 **callbacks,
             }
         )
-        if depth > max_depth:
-            raise ConfigurationError(f"depth must be <= max_depth ({max_depth}), got {depth}")
+        if depth >= max(max_depth, 1):
+            raise ConfigurationError(
+                f"depth must be below max_depth ({max_depth}), got {depth}: RLMs run at "
+                "depths 0 to max_depth - 1 (max_depth=1 allows the root alone)"
+            )
         self._set_backend(backend, backend_kwargs)
         self.environment = config.check_environment(environment, environment_kwargs)
         self.environment_kwargs = dict(environment_kwargs or {})

@@ -136,8 +136,9 @@ class Trajectory:
         s = self.engine.settings
         bridge = SubcallBridge(
             call_model=self.call_model,
-            # Below max depth rlm_query starts a child RLM; at it, a plain model call.
-            run_child=self._run_child if self.depth < s.max_depth else None,
+            # As in lm-repl and rlms: a child RLM starts only when its depth (this one's
+            # + 1) stays below max_depth; otherwise rlm_query is a plain model call.
+            run_child=self._run_child if self.depth + 1 < s.max_depth else None,
             choose_client=self.engine.subcall_client,
             publish=self.publish,
             record=rec.subcalls.append,

@@ -102,7 +102,12 @@ class SRLM(RLM):
         _prewarm(self._pooled(), min(n_candidates, candidate_parallel))
 
     def _pooled(self) -> Sandbox | None:
-        """The sandbox whose warm pool the candidates take kernels from (None: no pool)."""
+        """The sandbox whose warm pool the candidates take kernels from (None: no pool).
+
+        Kernels behind a Jupyter gateway come from the gateway, never from a local pool.
+        """
+        if self.sandbox is None or self.sandbox.kind == "gateway":
+            return None
         return self.sandbox if self.environment_kwargs.get("use_pool", True) else None
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:

@@ -168,7 +168,15 @@ class SRLMMagics(Magics):
 
     @line_magic
     def lmrepl(self, line: str = "") -> None:
-        """Print the current %%srlm configuration and the model in use (secrets masked)."""
+        """Print the current %%srlm configuration and the model in use (secrets masked).
+
+        ``%lmrepl kernels`` shows this process's kernels (``lmrepl.kernels.stats()``);
+        ``%lmrepl kernels shutdown`` ends the warm ones.
+        """
+        words = line.split()
+        if words:
+            show_kernels(words)
+            return
         d = self.defaults()
         print(f"model: {model_label(d['backend'], dict(d['backend_kwargs']))}")
         for name in sorted(d):
@@ -246,6 +254,18 @@ class SRLMMagics(Magics):
         if spec.output and self.shell is not None:
             self.shell.user_ns[spec.output] = result
         return result
+
+
+def show_kernels(words: list[str]) -> None:
+    """``%lmrepl kernels [shutdown]``: print the kernels' stats, after ending warm ones."""
+    from lmrepl import kernels
+
+    if words[0] != "kernels" or words[1:] not in ([], ["shutdown"]):
+        print(f"%lmrepl: unknown arguments {' '.join(words)!r}; use: %lmrepl kernels [shutdown]")
+        return
+    if words[1:] == ["shutdown"]:
+        kernels.shutdown()
+    print(kernels.stats())
 
 
 def _settle(state: LiveState, outcome: Outcome) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil
@@ -85,7 +86,7 @@ def report_in(text: str) -> dict[str, Any]:
     return {}
 
 
-def _kernel_processes() -> set[int]:
+def kernel_processes() -> set[int]:
     found = set()
     for proc in psutil.Process().children(recursive=True):
         try:
@@ -152,14 +153,33 @@ def no_leftover_kernels() -> Iterator[None]:
 
     Kernels that a warm pool holds or is starting are the pool's, not leaks.
     """
-    before = _kernel_processes()
+    before = kernel_processes()
     yield
 
     def leftovers() -> list[int]:
         if _pools_starting():
             return [-1]  # a refill is under way: wait until it settles
         pool = _pool_pids()
-        return [p for p in _kernel_processes() - before if not _owned_by_pool(p, pool)]
+        return [p for p in kernel_processes() - before if not _owned_by_pool(p, pool)]
 
     left = wait_gone(leftovers)
     assert not left, f"kernel processes left behind: {left}"
+
+
+def vm_mb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+@contextmanager
+def peak_growth() -> Iterator[list[int]]:
+    """How much this process's peak memory (VmHWM) grew while the block ran, in MB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak starts again from the current RSS
+    base = vm_mb("VmHWM")
+    box: list[int] = []
+    yield box
+    box.append(vm_mb("VmHWM") - base)

@@ -11,12 +11,10 @@ outcome, that the model was told what happened, and that the run went on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from attack_helpers import RAW_CHANNELS, report_in
+from attack_helpers import RAW_CHANNELS, peak_growth, report_in
 from engine_helpers import is_root, last_user, make_rlm, repl, turns
 
 from lmrepl.repl.kernel_bounds import MAX_MESSAGE_BYTES
@@ -47,25 +45,6 @@ def _attack(
     second = [r for r in server.model_requests() if is_root(r) and turns(r) == 1]
     shown = last_user(second[0]) if second else ""
     return result, report_in(shown), shown
-
-
-def _vm_mb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) // 1024
-    raise AssertionError(f"no {field} in /proc/self/status")
-
-
-@contextmanager
-def _peak_growth() -> Iterator[list[int]]:
-    """How much this process's peak memory (VmHWM) grew while the block ran, in MB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the peak starts again from the current RSS
-    base = _vm_mb("VmHWM")
-    box: list[int] = []
-    yield box
-    box.append(_vm_mb("VmHWM") - base)
 
 
 # -- malformed messages: a fault of the cell, never an exception out of completion() ----
@@ -188,7 +167,7 @@ def test_forty_raw_host_calls_run_one_at_a_time(scripted_server: ScriptedServer)
 # -- bounded memory whatever a cell sends -----------------------------------------------
 def test_a_200_mb_print_is_bounded_in_the_kernel(scripted_server: ScriptedServer) -> None:
     code = "print('a' + 'x' * 200_000_000 + 'z')\nprint('REPORT ' + json.dumps({'after': 1}))"
-    with _peak_growth() as grew:
+    with peak_growth() as grew:
         result, report, shown = _attack(scripted_server, "import json\n" + code)
     # Today's failure: the whole print reached the host (+570 MB).
     assert grew[0] < MAX_GROWTH_MB
@@ -200,7 +179,7 @@ def test_a_200_mb_print_is_bounded_in_the_kernel(scripted_server: ScriptedServer
 
 def test_a_200_mb_raw_stream_message_is_dropped(scripted_server: ScriptedServer) -> None:
     code = RAW + "iopub('stream', {'name': 'stdout', 'text': 'y' * 200_000_000})\n"
-    with _peak_growth() as grew:
+    with peak_growth() as grew:
         result, _, shown = _attack(scripted_server, code)
     assert grew[0] < MAX_GROWTH_MB
     assert result.response == SURVIVED
@@ -213,7 +192,7 @@ def test_a_200_mb_raw_host_call_is_dropped(scripted_server: ScriptedServer) -> N
         "ask(call('big', payload={'prompt': 'z' * 200_000_000, 'model': None}))\n"
         "print('REPORT ' + json.dumps({'reply': answer(20)}))"
     )
-    with _peak_growth() as grew:
+    with peak_growth() as grew:
         result, _, shown = _attack(scripted_server, code)
     assert grew[0] < MAX_GROWTH_MB
     assert result.response == SURVIVED

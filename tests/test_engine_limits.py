@@ -63,7 +63,7 @@ def test_max_tokens_counts_children_and_keeps_the_draft(
         ][turns(req)]
 
     scripted_server.script(responder=responder)
-    rlm = make_rlm(scripted_server, environment=environment, max_tokens=3000)
+    rlm = make_rlm(scripted_server, environment=environment, max_tokens=3000, max_depth=2)
     with pytest.raises(TokenLimitExceeded) as info:
         rlm.completion("c", "q")
     exc = info.value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from engine_helpers import backend, is_root, last_user, make_rlm, repl, turns
 
 from lmrepl import RLM
@@ -86,7 +87,7 @@ def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
 
     scripted_server.script(responder=responder)
     rlm = make_rlm(
-        scripted_server, environment=environment, child_system_prompt="CHILD-PROMPT", max_depth=1
+        scripted_server, environment=environment, child_system_prompt="CHILD-PROMPT", max_depth=2
     )
     result = rlm.completion("c", "q")
     assert result.response == "False:SUB TASK"
@@ -99,17 +100,46 @@ def test_rlm_query_runs_a_child_with_its_own_repl_and_prompt(
     assert "FINAL(" in child["steps"][0]["code"]
 
 
+@pytest.mark.parametrize("max_depth", [None, 0, 1])
 def test_rlm_query_at_max_depth_is_a_plain_call(
-    scripted_server: ScriptedServer, environment: str
+    scripted_server: ScriptedServer, environment: str, max_depth: int | None
 ) -> None:
+    """lm-repl's and rlms' meaning: the default max_depth=1 starts no child RLM."""
+
     def responder(req: ScriptedRequest) -> str:
         if is_root(req):
             return [repl("r = rlm_query('plain please')"), repl("FINAL(r)")][turns(req)]
         return "plain:" + last_user(req)
 
     scripted_server.script(responder=responder)
-    result = make_rlm(scripted_server, environment=environment, max_depth=0).completion("c", "q")
+    depth = {} if max_depth is None else {"max_depth": max_depth}
+    result = make_rlm(scripted_server, environment=environment, **depth).completion("c", "q")
     assert result.response == "plain:plain please"
+    (call,) = result.metadata["subcalls"]
+    assert call["function"] == "rlm_query" and call["child_run_id"] is None
+    assert len(scripted_server.model_requests()) == 3  # root 2 turns + one plain call
+
+
+@pytest.mark.parametrize(("max_depth", "deepest"), [(2, 1), (3, 2)])
+def test_a_child_starts_only_below_max_depth(
+    scripted_server: ScriptedServer, max_depth: int, deepest: int
+) -> None:
+    """Every RLM calls rlm_query once; children exist down to depth max_depth - 1."""
+
+    def responder(req: ScriptedRequest) -> str:
+        if is_root(req):  # the root or a child RLM (a plain call has no system prompt)
+            return [repl("r = rlm_query('go deeper')"), repl("FINAL(str(r))")][turns(req)]
+        return "leaf"
+
+    scripted_server.script(responder=responder)
+    result = make_rlm(scripted_server, max_depth=max_depth).completion("c", "q")
+    assert result.response == "leaf"
+    levels, node = 0, result.metadata
+    while node["children"]:
+        (node,) = node["children"]
+        levels += 1
+        assert node["depth"] == levels
+    assert levels == deepest
 
 
 def test_child_max_iterations_bounds_children(
@@ -125,7 +155,9 @@ def test_child_max_iterations_bounds_children(
         return [repl("r = rlm_query('t')"), repl("FINAL(r)")][turns(req)]
 
     scripted_server.script(responder=responder)
-    make_rlm(scripted_server, environment=environment, child_max_iterations=2).completion("c", "q")
+    make_rlm(
+        scripted_server, environment=environment, child_max_iterations=2, max_depth=2
+    ).completion("c", "q")
     assert child_calls == 3  # two iterations and the one final request
 
 
@@ -154,6 +186,7 @@ def test_rlm_query_batched_children_in_parallel(
         environment=environment,
         max_concurrent_subcalls=4,
         custom_tools={"meet": meet},
+        max_depth=2,
     )
     result = rlm.completion("c", "q")
     assert result.response == "aa!bb!cc!dd!"

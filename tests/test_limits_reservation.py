@@ -291,7 +291,7 @@ def test_rlm_query_waiting_for_its_child_holds_no_slot(scripted_server: Scripted
 
     server = ScriptedServer(responder=responder, concurrency_filter=_subcall_request).start()
     try:
-        result = make_rlm(server, max_concurrent_subcalls=1).completion("c", "q")
+        result = make_rlm(server, max_concurrent_subcalls=1, max_depth=2).completion("c", "q")
         shown = [r for r in server.model_requests() if is_root(r) and turns(r) == 1]
         assert result.response == "done"
         assert "child:leaf" in str(shown[0].messages[-1]["content"])

@@ -11,7 +11,7 @@ import pytest
 from lmrepl import RLM
 from lmrepl.errors import ConfigurationError
 from lmrepl.repl import sandbox
-from lmrepl.repl.kernel_launch import kernel_argv
+from lmrepl.repl.kernel_command import kernel_argv
 from lmrepl.repl.sandbox import Sandbox
 
 REPLAY = {"backend": "replay", "backend_kwargs": {"replies": ["FINAL(1)"]}}

@@ -7,7 +7,7 @@ from typing import Any
 from lmrepl import checks
 from lmrepl.repl import settings
 from lmrepl.repl.base import REPL, CellResult, HostBridge
-from lmrepl.repl.sandbox import Sandbox, choose
+from lmrepl.repl.sandbox import GATEWAY, Sandbox, choose
 
 #: Names users may pass as ``environment``; "ipython" is lm-repl's name for the kernel.
 ENVIRONMENTS = ("kernel", "ipython", "local")
@@ -28,18 +28,22 @@ def validate_environment(environment: object, environment_kwargs: dict[str, Any]
 def sandbox_of(environment: str, environment_kwargs: dict[str, Any] | None) -> Sandbox | None:
     """The sandbox kernels of these settings run in; None for the in-process REPL.
 
-    ``sandbox="bwrap"`` raises ``ConfigurationError`` here when bubblewrap cannot run.
+    ``sandbox="bwrap"`` raises ``ConfigurationError`` here when bubblewrap cannot run;
+    kernels behind a Jupyter gateway (``gateway_url``) are ``GATEWAY``'s.
     """
     if canonical_environment(environment) == "local":
         return None
     from lmrepl.repl.kernel_env import KernelConfig
 
     cfg = KernelConfig.from_kwargs(**dict(environment_kwargs or {}))
+    if cfg.gateway_url is not None:
+        return GATEWAY
     return choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
 
 
 def sandbox_label(sandbox: Sandbox | None) -> str:
-    """What a record shows: "bwrap", "bwrap+network", "none" or "in-process" (local)."""
+    """What a record shows: "bwrap", "bwrap+network", "none", "gateway" (kernels a Jupyter
+    gateway runs) or "in-process" (local)."""
     return "in-process" if sandbox is None else sandbox.label
 
 

@@ -8,6 +8,10 @@ variables are lost. A dead kernel (``os._exit``, segfault, OOM kill) is noticed 
 
 Child REPLs (``child_repls="namespace"``) are private namespaces in the same kernel:
 ``kernel_namespace.KernelNamespaceREPL``.
+
+With ``gateway_url`` the kernels run on a Jupyter gateway (``gateway``): started with a
+REST call instead of taken from the pool, restarted through the gateway after a timeout
+that an interrupt did not end, and replaced by a new one when they die.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from typing import Any
 
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.base import REPL, CellResult, HostBridge
+from lmrepl.repl.kernel_channels import Kernel
 from lmrepl.repl.kernel_context import ship_context, tool_values
 from lmrepl.repl.kernel_env import KERNEL_ENVIRONMENT_KWARGS, KernelConfig
-from lmrepl.repl.kernel_launch import KernelHandle, start_kernel
+from lmrepl.repl.kernel_launch import start_kernel
 from lmrepl.repl.kernel_namespace import KernelNamespaceREPL
 from lmrepl.repl.kernel_pool import KernelPool, default_pool
 from lmrepl.repl.kernel_session import Drive, KernelSession
 from lmrepl.repl.runtime import BASE_NAMES
-from lmrepl.repl.sandbox import choose
+from lmrepl.repl.sandbox import GATEWAY, choose
 
 __all__ = ["KERNEL_ENVIRONMENT_KWARGS", "KernelNamespaceREPL", "KernelPool", "KernelREPL"]
 
@@ -64,7 +69,11 @@ class KernelREPL(REPL):
         self.config = KernelConfig.from_kwargs(**environment_kwargs)
         cfg = self.config
         #: Where this REPL's kernels run (``sandbox="bwrap"`` raises here if it cannot).
-        self.sandbox = choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
+        self.sandbox = (
+            GATEWAY
+            if cfg.gateway_url is not None
+            else choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
+        )
         self._pool = pool
         self._session: KernelSession | None = None
         self._bridge: HostBridge | None = None
@@ -77,7 +86,7 @@ class KernelREPL(REPL):
     # -- lifecycle -------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
-        """The current kernel's process id (changes after a restart)."""
+        """The current kernel's process id (changes after a restart; None on a gateway)."""
         return self._session.handle.pid if self._session else None
 
     @property
@@ -87,8 +96,15 @@ class KernelREPL(REPL):
             raise RuntimeError("KernelREPL.start() was not called (or the REPL is closed)")
         return self._session
 
-    def _new_kernel(self) -> KernelHandle:
+    def _new_kernel(self) -> Kernel:
         cfg = self.config
+        if cfg.gateway_url is not None:
+            # Imported here: the websocket client costs ~0.1 s to import, paid only by
+            # users of a gateway.
+            from lmrepl.repl import gateway
+
+            where = gateway.Gateway(cfg.gateway_url, cfg.gateway_token, cfg.gateway_kernel_name)
+            return gateway.start_kernel(where, timeout=cfg.startup_timeout, env=cfg.extra_env)
         if cfg.use_pool:
             return (self._pool or default_pool(self.sandbox)).take(cfg.startup_timeout)
         return start_kernel(timeout=cfg.startup_timeout, sandbox=self.sandbox)
@@ -233,9 +249,22 @@ class KernelREPL(REPL):
             notice=notice,
         )
 
+    def _replacement(self) -> Kernel:
+        """A fresh kernel: the gateway's kernel restarted in place, else a new one."""
+        old = self.session.handle
+        if self.config.gateway_url is not None:
+            from lmrepl.repl.gateway import GatewayKernel
+
+            if isinstance(old, GatewayKernel) and not old.killed:
+                try:
+                    return old.restart()
+                except Exception:
+                    old.kill()  # a kernel the gateway cannot restart: deleted, and a new one
+        return self._new_kernel()
+
     def _restart(self) -> None:
         session = self.session
-        session.replace(self._new_kernel())
+        session.replace(self._replacement())
         self._configure(session)
         for value in self._contexts:
             ship_context(

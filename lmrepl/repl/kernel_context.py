@@ -134,8 +134,9 @@ def ship_context(
     """Load ``value`` as the next context of namespace ``ns``; returns its index."""
     kind = _kind(value)
     # The kernel's own private folder: a sandboxed kernel sees nothing else of the host.
+    # A remote kernel (behind a gateway) has none: its contexts use the protocol.
     folder = session.handle.kernel_dir
-    if local_files and kind != protocol.CTX_PICKLE and hasattr(os, "mkfifo"):
+    if local_files and folder and kind != protocol.CTX_PICKLE and hasattr(os, "mkfifo"):
         fifo = _Fifo(value, kind, folder)
         try:
             op = protocol.CtxFileOp(
@@ -144,7 +145,7 @@ def ship_context(
             return int(session.op(op, timeout))
         finally:
             fifo.finish()
-    if local_files:
+    if local_files and folder:
         path, kind, size = write_file(value, folder)
         try:
             op = protocol.CtxFileOp(op=protocol.OP_CTX_FILE, ns=ns, path=path, kind=kind, size=size)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from lmrepl import checks
 from lmrepl.credentials import is_secret_name
+from lmrepl.errors import ConfigurationError
 from lmrepl.repl import settings
 from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS
 
@@ -96,15 +97,55 @@ class KernelConfig:
     network: bool = False
     #: Extra host folders a sandboxed kernel may read (read-only), e.g. a data folder.
     read_only_paths: tuple[str, ...] = ()
+    #: Run every kernel through this Jupyter Kernel/Enterprise Gateway (docs/gateway.md).
+    gateway_url: str | None = None
+    #: Sent as ``Authorization: token ...`` to the gateway; never to a kernel.
+    gateway_token: str | None = field(default=None, repr=False)
+    #: The gateway's kernel spec to start (None: the gateway's default).
+    gateway_kernel_name: str | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> KernelConfig:
         """Check ``environment_kwargs`` against their rules (``ConfigurationError``)."""
         checks.check_settings("environment_kwargs", kwargs, settings.KERNEL)
         out = dict(kwargs)
+        _check_gateway(out)
         for name in ("cell_timeout", "interrupt_grace", "startup_timeout"):
             if out.get(name) is not None:
                 out[name] = float(out[name])
         out["extra_env"] = dict(out.get("extra_env") or {})
         out["read_only_paths"] = tuple(out.get("read_only_paths") or ())
         return cls(**out)
+
+
+# Settings that configure this machine's own kernels and mean nothing for a gateway's: the
+# gateway decides where kernels run and how they are isolated, and no file of this host
+# reaches them. A value that asks for them is refused rather than silently ignored.
+_LOCAL_ONLY = {
+    "sandbox": ("bwrap", "the gateway decides how its kernels are isolated"),
+    "local_files": (True, "contexts travel over the Jupyter protocol to a remote kernel"),
+    "network": (True, "the gateway decides what its kernels reach"),
+}
+
+
+def _check_gateway(kwargs: dict[str, Any]) -> None:
+    """Refuse settings that contradict ``gateway_url``; contexts then use the protocol."""
+    if kwargs.get("gateway_url") is None:
+        for name in ("gateway_token", "gateway_kernel_name"):
+            if kwargs.get(name) is not None:
+                raise ConfigurationError(
+                    f"environment_kwargs[{name!r}] needs environment_kwargs['gateway_url']"
+                )
+        return
+    for name, (refused, why) in _LOCAL_ONLY.items():
+        if name in kwargs and kwargs[name] == refused:
+            raise ConfigurationError(
+                f"environment_kwargs[{name!r}]={refused!r} cannot be used with gateway_url: "
+                f"{why} (docs/gateway.md)"
+            )
+    if kwargs.get("read_only_paths"):
+        raise ConfigurationError(
+            "environment_kwargs['read_only_paths'] cannot be used with gateway_url: the "
+            "gateway's kernels do not see this machine's files (docs/gateway.md)"
+        )
+    kwargs["local_files"] = False

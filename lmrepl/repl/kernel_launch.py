@@ -22,81 +22,21 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
+import time
 import weakref
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from lmrepl.repl import kernel_agent, kernel_bounds, kernel_strings
-from lmrepl.repl import kernel_protocol as protocol
+from lmrepl.repl.kernel_command import KERNEL_NAME, LmreplSpecs, bootstrap_code, kernel_argv
 from lmrepl.repl.kernel_env import kernel_environment
-from lmrepl.repl.sandbox import LIMITS, Sandbox, bwrap_argv
+from lmrepl.repl.sandbox import Sandbox
 
 #: Plain kernels: no sandbox (``environment_kwargs={"sandbox": "none"}``).
 NO_SANDBOX = Sandbox("none")
-
-# Runs before ipykernel is imported: ask for SIGKILL when the forking thread ends, quit
-# at once if the host already died between fork and prctl, and set the sandbox's hard
-# resource limits (soft = hard: nothing in the kernel can raise them again).
-_LAUNCH_CODE = (
-    "import ctypes, os, signal, resource\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
-    "except Exception:\n"
-    "    pass\n"
-    "_p = os.environ.get('JPY_PARENT_PID')\n"
-    "if _p and os.getppid() != int(_p):\n"
-    "    os._exit(1)\n"
-    "for _n, _v in {rlimits!r}.items():\n"
-    "    resource.setrlimit(getattr(resource, _n), (_v, _v))\n"
-    "import runpy\n"
-    "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)\n"
-)
-
-
-def _source(module: Any) -> str:
-    return Path(module.__file__).read_text(encoding="utf-8")
-
-
-def bootstrap_code() -> str:
-    """The code one execute request sends to make a fresh kernel ready.
-
-    It builds the package ``lmrepl_kernel`` in the kernel's ``sys.modules`` (no files:
-    ``__path__`` is empty), runs the protocol's, the string helpers' and the agent's
-    source as its modules
-    (so the agent's relative import of the protocol resolves there as it does on the
-    host in ``lmrepl.repl``), then boots the agent with the runtime's source.
-    """
-    from lmrepl.repl import runtime
-
-    modules = (
-        (protocol.PROTOCOL_MODULE, protocol.PROTOCOL_FILE, _source(protocol)),
-        (protocol.STRINGS_MODULE, protocol.STRINGS_FILE, _source(kernel_strings)),
-        (protocol.BOUNDS_MODULE, protocol.BOUNDS_FILE, _source(kernel_bounds)),
-        (protocol.AGENT_MODULE, protocol.AGENT_FILE, _source(kernel_agent)),
-    )
-    boot = (
-        "import sys, types\n"
-        f"pkg = types.ModuleType({protocol.KERNEL_PACKAGE!r})\n"
-        "pkg.__path__ = []\n"
-        "sys.modules[pkg.__name__] = pkg\n"
-        f"for name, filename, source in {modules!r}:\n"
-        "    m = types.ModuleType(name)\n"
-        "    m.__package__ = pkg.__name__\n"
-        # Registered before it runs, as an import would: the module may look itself up.
-        "    sys.modules[name] = m\n"
-        "    setattr(pkg, name.rpartition('.')[2], m)\n"
-        "    exec(compile(source, filename, 'exec'), m.__dict__)\n"
-        f"sys.modules[{protocol.AGENT_MODULE!r}].boot({_source(runtime)!r})\n"
-    )
-    # Run in a throw-away dict so no helper names land in the user namespace.
-    return f"exec(compile({boot!r}, {protocol.BOOT_FILE!r}, 'exec'), {{}})"
 
 
 class KernelHandle:
@@ -143,6 +83,11 @@ class KernelHandle:
             if found is None:
                 raise RuntimeError("the sandboxed kernel's process was not found below bwrap")
             self._pid = found
+
+    @property
+    def killed(self) -> bool:
+        """True once ``kill`` was called."""
+        return self._killed
 
     def alive(self) -> bool:
         """True while the kernel process runs (a cheap non-blocking waitpid)."""
@@ -197,14 +142,21 @@ class KernelHandle:
         The client's sockets come from a context with ``MAXMSGSIZE``: model code can send
         the host any message, and none over the limit is ever read into memory.
         """
+        from lmrepl.repl.kernel_channels import ZmqLink
         from lmrepl.repl.kernel_messages import run_silent
+        from lmrepl.repl.kernel_ready import await_kernel_info, await_stdin
         from lmrepl.repl.kernel_validate import client_context
 
         kc = self.km.client(context=client_context())
         kc.start_channels(hb=False)
         self.kc = kc
-        kc.wait_for_ready(timeout=timeout)
+        await_kernel_info(self, timeout)
         run_silent(self, bootstrap_code(), {}, timeout)
+        link = ZmqLink(self)
+        try:
+            await_stdin(self, link, timeout)
+        finally:
+            link.close()
         self.ready = True
 
 
@@ -223,10 +175,15 @@ class _Spawner:
             env, sandbox, fut = self._jobs.get()
             if not fut.set_running_or_notify_cancel():
                 continue
-            try:
-                fut.set_result(_launch(env, sandbox))
-            except BaseException as exc:
-                fut.set_exception(exc)
+            # Held while forking, so ``kill_all`` at exit waits for a fork in progress and
+            # kills its kernel, rather than leaving it to start into removed folders.
+            with _launch_lock:
+                try:
+                    if _closing:
+                        raise RuntimeError("the interpreter is exiting: no kernel is started")
+                    fut.set_result(_launch(env, sandbox))
+                except BaseException as exc:
+                    fut.set_exception(exc)
 
     def launch(self, env: dict[str, str], sandbox: Sandbox) -> Future[KernelHandle]:
         """Fork a kernel with ``env`` in ``sandbox`` on the spawner thread."""
@@ -257,44 +214,6 @@ def _remove_runtime_dir() -> None:
 # Registered at import, before the pools' and ``kill_all``'s hooks: exit hooks run last
 # first, so the folder goes only after every pool has stopped starting kernels into it.
 atexit.register(_remove_runtime_dir)
-
-
-_KERNEL_NAME = "lmrepl"
-
-
-class _LmreplSpecs(KernelSpecManager):
-    """Knows one kernel spec, built per launch rather than installed in a data dir."""
-
-    def __init__(self, argv: list[str]) -> None:
-        super().__init__()
-        self._argv = argv
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        """The lmrepl kernel spec, whatever the name (KernelManager asks for ``lmrepl``)."""
-        return KernelSpec(
-            argv=self._argv,
-            display_name="lmrepl",
-            language="python",
-            interrupt_mode="signal",
-        )
-
-
-def kernel_argv(sandbox: Sandbox, kernel_dir: str, home_dir: str | None) -> list[str]:
-    """The command that starts one kernel, wrapped in bwrap for a sandboxed one."""
-    limits = LIMITS.as_rlimits() if sandbox.kind == "bwrap" else {}
-    argv = [
-        sys.executable,
-        "-c",
-        _LAUNCH_CODE.format(rlimits=limits),
-        "-f",
-        "{connection_file}",
-        # No history database: model cells need no sqlite writes or startup cost.
-        "--HistoryManager.enabled=False",
-    ]
-    if sandbox.kind == "bwrap":
-        assert home_dir is not None
-        return bwrap_argv(sandbox, kernel_dir=kernel_dir, home_dir=home_dir) + argv
-    return argv
 
 
 def _children(pid: int) -> list[int]:
@@ -341,8 +260,8 @@ def _launch(env: dict[str, str], sandbox: Sandbox) -> KernelHandle:
             transport="ipc",
             ip=os.path.join(kernel_dir, "ipc"),
             connection_file=os.path.join(kernel_dir, "kernel.json"),
-            kernel_spec_manager=_LmreplSpecs(kernel_argv(sandbox, kernel_dir, home_dir)),
-            kernel_name=_KERNEL_NAME,
+            kernel_spec_manager=LmreplSpecs(kernel_argv(sandbox, kernel_dir, home_dir)),
+            kernel_name=KERNEL_NAME,
         )
         km.start_kernel(env=env)
     except BaseException:
@@ -360,6 +279,11 @@ def _launch(env: dict[str, str], sandbox: Sandbox) -> KernelHandle:
 _LIVE: weakref.WeakSet[KernelHandle] = weakref.WeakSet()
 _spawner_lock = threading.Lock()
 _spawner: _Spawner | None = None
+_launch_lock = threading.Lock()
+_closing = False
+#: Kernels starting at once. Each start is ~0.3 s of CPU; with more at once than cores,
+#: every one of them is late, and the first candidate of a search waits for all of them.
+_start_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
 
 def start_kernel(
@@ -373,18 +297,43 @@ def start_kernel(
         if _spawner is None:
             _spawner = _Spawner()
         spawner = _spawner
-    handle = spawner.launch(kernel_environment(extra=extra_env), sandbox).result(timeout)
+    deadline = time.monotonic() + timeout
+    if not _start_slots.acquire(timeout=timeout):
+        raise TimeoutError(f"no kernel could start within {timeout:.1f} s (others starting)")
     try:
-        handle.connect(timeout)
-        handle.find_kernel_process()
-    except BaseException:
-        handle.kill()
-        raise
+        fut = spawner.launch(kernel_environment(extra=extra_env), sandbox)
+        handle = fut.result(max(deadline - time.monotonic(), 0.1))
+        try:
+            handle.connect(max(deadline - time.monotonic(), 0.1))
+            handle.find_kernel_process()
+        except BaseException:
+            handle.kill()
+            raise
+    finally:
+        _start_slots.release()
     return handle
 
 
+def live_handles() -> list[KernelHandle]:
+    """The kernels this process started and has not ended (starting, warm or in use)."""
+    return [h for h in list(_LIVE) if not h.killed and h.alive()]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux; empty elsewhere)."""
+    return _children(pid)
+
+
 def kill_all() -> None:
-    """Kill every kernel this process started and still holds (at exit)."""
+    """Kill every kernel this process started and still holds (at exit).
+
+    No kernel starts after this: a fork in progress finishes first and is killed too.
+    """
+    global _closing
+    got = _launch_lock.acquire(timeout=5)
+    _closing = True
+    if got:
+        _launch_lock.release()
     for handle in list(_LIVE):
         handle.kill()
 

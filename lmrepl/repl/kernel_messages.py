@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq
+
 from lmrepl.repl.base import clean_text
-from lmrepl.repl.kernel_launch import KernelHandle
+from lmrepl.repl.kernel_channels import Kernel, link_of
 from lmrepl.repl.kernel_validate import BadMessage, recv
 
 __all__ = [
@@ -167,24 +169,50 @@ class Faults:
 
 
 def run_silent(
-    handle: KernelHandle, code: str, user_expressions: dict[str, str], timeout: float
+    handle: Kernel, code: str, user_expressions: dict[str, str], timeout: float
 ) -> dict[str, Any]:
     """A silent execute with no host calls (bootstrap); returns the reply content."""
-    kc = handle.kc
-    msg_id = kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions)
+    link = link_of(handle)
+    content = {
+        "code": code,
+        "silent": True,
+        "store_history": False,
+        "user_expressions": user_expressions,
+        "allow_stdin": True,
+        "stop_on_error": True,
+    }
+    msg_id = link.execute(content, {}, None)
+    # Replies come in the first source (a local kernel's shell channel).
+    source = link.sources()[0]
     deadline = time.monotonic() + timeout
     while True:
         if not handle.alive():
             raise KernelGone("died")
         if time.monotonic() > deadline:
             raise TimeoutError(f"kernel did not answer within {timeout:.1f} s")
-        if kc.shell_channel.socket.poll(TICK_MS):
+        if not zmq.select([source.pollable], [], [], TICK_MS / 1000)[0]:
+            continue
+        for _ in range(500):
             try:
-                msg = recv(kc.shell_channel)
+                msg = source.recv()
             except BadMessage:
                 continue  # not ours: the bootstrap's reply is checked below
-            if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
-                content: dict[str, Any] = msg["content"]
-                if content.get("status") != "ok":
-                    raise RuntimeError(clean_traceback(content.get("traceback", [])))
-                return content
+            if msg is None:
+                break
+            if _is_reply(msg, msg_id):
+                reply: dict[str, Any] = msg["content"]
+                if reply.get("status") != "ok":
+                    raise RuntimeError(clean_traceback(list(reply.get("traceback") or [])))
+                return reply
+
+
+def _is_reply(msg: dict[str, Any], msg_id: str) -> bool:
+    """True for the ``execute_reply`` to ``msg_id`` (its fields of the right types)."""
+    header, parent, content = msg.get("header"), msg.get("parent_header"), msg.get("content")
+    return (
+        isinstance(header, dict)
+        and isinstance(parent, dict)
+        and isinstance(content, dict)
+        and parent.get("msg_id") == msg_id
+        and header.get("msg_type") == "execute_reply"
+    )

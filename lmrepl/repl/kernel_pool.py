@@ -1,4 +1,7 @@
-"""The process-wide warm pool of kernels: a ready, never-used kernel at ``take()``."""
+"""The process-wide warm pool of kernels: a ready, never-used kernel at ``take()``.
+
+Its public face is ``lmrepl.kernels`` (``configure``, ``stats``, ``shutdown``).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,24 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from lmrepl.repl.kernel_launch import KernelHandle, start_kernel
 from lmrepl.repl.sandbox import Sandbox, choose
 
-#: The most kernels the pool keeps warm (each costs ~60 MB and a process).
-MAX_POOL_SIZE = 8
+
+@dataclass
+class PoolSettings:
+    """What every pool follows (``lmrepl.kernels.configure`` changes it)."""
+
+    #: The most idle kernels one pool keeps warm (each costs ~60 MB and a process).
+    size: int = 8
+    #: Seconds an idle warm kernel lives before it is ended (None: until exit).
+    idle_timeout: float | None = 300.0
+
+
+#: The process-wide settings of every pool.
+SETTINGS = PoolSettings()
 
 
 class KernelPool:
@@ -22,6 +37,10 @@ class KernelPool:
     replacement. Kernels are never returned to the pool (no state leaks between REPLs).
     All kernels of a pool run in one ``sandbox`` (default: what ``sandbox="auto"``
     chooses on this machine); in a sandbox no kernel can see or reach another.
+
+    At most ``SETTINGS.size`` kernels are kept (0: no pool, every take starts one), and
+    a kernel left idle for ``SETTINGS.idle_timeout`` seconds is ended; once all have
+    expired the pool forgets the demand it remembered and refills to one kernel.
     """
 
     def __init__(
@@ -32,6 +51,11 @@ class KernelPool:
         self.sandbox = choose("auto") if sandbox is None else sandbox
         self._lock = threading.Condition()
         self._ready: list[KernelHandle] = []
+        # When each ready kernel became ready (monotonic), for the idle expiry.
+        self._ready_since: dict[KernelHandle, float] = {}
+        self._reaper: threading.Thread | None = None
+        # Kernels still starting when the pool was released: ended once started.
+        self._discard = 0
         self._starting = 0
         self._closed = False
         self._held = 0
@@ -42,13 +66,13 @@ class KernelPool:
     def prewarm(self, n: int) -> None:
         """Start kernels in the background until ``n`` are ready or starting.
 
-        The pool remembers the largest demand (up to ``MAX_POOL_SIZE``) and refills to
+        The pool remembers the largest demand (up to ``SETTINGS.size``) and refills to
         it after each ``take``, so a second K-candidate search finds K warm kernels.
         """
         with self._lock:
             if self._closed:
                 return
-            self.size = max(self.size, min(n, MAX_POOL_SIZE))
+            self.size = max(self.size, n)
         self._start_up_to(n)
 
     def _start_up_to(self, n: int) -> None:
@@ -56,6 +80,7 @@ class KernelPool:
         with self._lock:
             if self._closed:
                 return
+            n = min(n, SETTINGS.size)
             missing = n - len(self._ready) - self._starting
             self._starting += max(missing, 0)
         for _ in range(max(missing, 0)):
@@ -68,13 +93,93 @@ class KernelPool:
         except Exception:
             handle = None
         with self._lock:
-            self._starting -= 1
-            if handle is not None and not self._closed:
+            discard = self._discard > 0
+            if discard:
+                self._discard -= 1
+            else:
+                self._starting -= 1
+            if (
+                handle is not None
+                and not self._closed
+                and not discard
+                and len(self._ready) < SETTINGS.size
+            ):
                 self._ready.append(handle)
+                self._ready_since[handle] = time.monotonic()
                 handle = None
+                self._start_reaper()
             self._lock.notify_all()
         if handle is not None:
             handle.kill()
+
+    # -- idle expiry ---------------------------------------------------------------------
+    def _start_reaper(self) -> None:
+        """Start the thread that ends idle kernels (called with the lock held)."""
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(
+                target=self._reap, name="lmrepl-pool-expiry", daemon=True
+            )
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        """End kernels idle past the timeout; exits when the pool is empty or closed."""
+        while True:
+            with self._lock:
+                if self._closed or not self._ready:
+                    self._reaper = None
+                    return
+                expired = self._expired()
+                if not expired:
+                    self._lock.wait(self._next_expiry())
+                    continue
+                for handle in expired:
+                    self._ready.remove(handle)
+                    self._ready_since.pop(handle, None)
+                if not self._ready and not self._starting:
+                    self.size = 1  # idle for long: the last search's demand is stale
+            for handle in expired:
+                handle.kill()
+
+    def _expired(self) -> list[KernelHandle]:
+        timeout = SETTINGS.idle_timeout
+        if timeout is None:
+            return []
+        now = time.monotonic()
+        return [h for h in self._ready if now - self._ready_since.get(h, now) >= timeout]
+
+    def _next_expiry(self) -> float:
+        """Seconds to wait before looking again (settings may change meanwhile)."""
+        timeout = SETTINGS.idle_timeout
+        if timeout is None:
+            return 5.0
+        oldest = min(self._ready_since.get(h, time.monotonic()) for h in self._ready)
+        return min(max(oldest + timeout - time.monotonic(), 0.01), 5.0)
+
+    def trim(self) -> None:
+        """Apply changed settings now: end kernels over the size and idle ones."""
+        with self._lock:
+            keep = max(SETTINGS.size, 0)
+            extra = self._ready[keep:]
+            del self._ready[keep:]
+            expired = [h for h in self._expired() if h not in extra]
+            for handle in expired:
+                self._ready.remove(handle)
+            for handle in (*extra, *expired):
+                self._ready_since.pop(handle, None)
+            self.size = min(self.size, max(keep, 1))
+            self._lock.notify_all()
+        for handle in (*extra, *expired):
+            handle.kill()
+
+    def ready_handles(self) -> list[KernelHandle]:
+        """The warm kernels now (a copy)."""
+        with self._lock:
+            return list(self._ready)
+
+    @property
+    def starting(self) -> int:
+        """Kernels being started for the pool now."""
+        return self._starting
 
     @contextlib.contextmanager
     def refill_held(self, takes: int, parallel: int) -> Iterator[None]:
@@ -120,6 +225,7 @@ class KernelPool:
             while not self._closed:
                 while self._ready:
                     candidate = self._ready.pop(0)
+                    self._ready_since.pop(candidate, None)
                     if candidate.alive():
                         handle = candidate
                         break
@@ -149,6 +255,23 @@ class KernelPool:
         with self._lock:
             self._closed = True
             ready, self._ready = self._ready, []
+            self._ready_since.clear()
+            self._lock.notify_all()
+        for handle in ready:
+            handle.kill()
+
+    def release(self) -> None:
+        """Kill the warm kernels (and those starting, once started); stay usable.
+
+        The pool forgets the demand it remembered: the next take starts afresh.
+        """
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._ready_since.clear()
+            self.size = 1
+            # Those starting now are ended once started; new demand starts new ones.
+            self._discard += self._starting
+            self._starting = 0
             self._lock.notify_all()
         for handle in ready:
             handle.kill()
@@ -166,6 +289,12 @@ def default_pool(sandbox: Sandbox | None = None) -> KernelPool:
         if pool is None:
             pool = _pools[key] = KernelPool(sandbox=key)
         return pool
+
+
+def pools() -> list[KernelPool]:
+    """The process-wide pools made so far (one per sandbox in use)."""
+    with _pool_lock:
+        return list(_pools.values())
 
 
 def shutdown_all() -> None:

@@ -2,10 +2,10 @@
 
 ``Run`` holds what the driver knows about the request: the output so far, the reply, the
 request the kernel waits on, instructions handed out, and the host calls (``Calls``: at
-most one running per namespace). Every message it handles was read with
-``kernel_validate.recv`` and is checked against ``kernel_validate``'s models first: a
-malformed one is a fault of this request, reported to the model, never an exception out
-of the driver.
+most one running per namespace). Every message it handles was read bounded by the
+kernel's link (``kernel_channels``) and is checked against ``kernel_validate``'s models
+first: a malformed one is a fault of this request, reported to the model, never an
+exception out of the driver.
 """
 
 from __future__ import annotations
@@ -17,13 +17,10 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-import zmq
-from zmq.utils.monitor import recv_monitor_message
-
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl import kernel_validate as validate
 from lmrepl.repl.base import HostBridge
-from lmrepl.repl.kernel_launch import KernelHandle
+from lmrepl.repl.kernel_channels import Link, Source, disconnected
 from lmrepl.repl.kernel_messages import (
     WORKERS,
     BadMessage,
@@ -31,7 +28,6 @@ from lmrepl.repl.kernel_messages import (
     Faults,
     Stream,
     clean_traceback,
-    recv,
 )
 
 __all__ = ["PARENT_ENDED", "Calls", "Instruction", "Run", "Session", "disconnected"]
@@ -51,17 +47,6 @@ class Instruction:
         self.sent = False
         self.done = False
         self.result: protocol.OpResult | None = None
-
-
-def disconnected(monitor: Any) -> bool:
-    """True when ``monitor`` reported a lost connection (its events are consumed)."""
-    lost = False
-    while True:
-        try:
-            event = recv_monitor_message(monitor, zmq.NOBLOCK)
-        except zmq.Again:
-            return lost
-        lost = lost or event.get("event") == zmq.EVENT_DISCONNECTED
 
 
 class Calls:
@@ -121,7 +106,7 @@ class Calls:
 class Session(Protocol):
     """What a ``Run`` uses of its ``KernelSession`` (the driver)."""
 
-    handle: KernelHandle
+    link: Link
     stream_cap: int
     bridges: dict[int, HostBridge]
     _cond: threading.Condition
@@ -138,7 +123,7 @@ class Run:
 
     def __init__(self, session: Session, msg_id: str, *, idle: bool) -> None:
         self.session = session
-        self.kc = session.handle.kc
+        self.link = session.link
         self.msg_id = msg_id
         self.drive = Drive()
         self.faults = Faults(self.drive.faults)
@@ -157,7 +142,7 @@ class Run:
         self, value: protocol.ExecInstruction | protocol.CallResult | protocol.AbortReply
     ) -> None:
         """Reply to the kernel's pending request."""
-        self.kc.input(json.dumps(value))
+        self.link.input(json.dumps(value))
         self.waiting = None
 
     def serve(self, *, interrupted: bool) -> None:
@@ -180,11 +165,11 @@ class Run:
             self.pending[instr.id] = instr
             self.answer(protocol.ExecInstruction(t=protocol.REPLY_EXEC, id=instr.id, op=instr.op))
 
-    def read(self, channel: Any) -> None:
-        """Handle the messages waiting on ``channel`` (a bounded batch)."""
+    def read(self, source: Source) -> None:
+        """Handle the messages waiting in ``source`` (a bounded batch)."""
         for _ in range(self.BATCH):
             try:
-                msg = recv(channel)
+                msg = source.recv()
                 if msg is None:
                     return
                 kind, parent, content = validate.envelope(msg)
@@ -229,7 +214,7 @@ class Run:
             try:
                 prompt = validate.content(kind, content).prompt
             except BadMessage:
-                self.kc.input("")  # whoever waits on stdin must not hang
+                self.link.input("")  # whoever waits on stdin must not hang
                 self.waiting = None
                 raise
             self.on_request(prompt)
@@ -238,7 +223,7 @@ class Run:
         """A request on the stdin channel: a host call, an instruction's result, a wait."""
         if not prompt.startswith(protocol.MARKER):
             # Plain input() from model code: nobody can type; answer with an empty line.
-            self.kc.input("")
+            self.link.input("")
             self.waiting = None
             return
         try:

@@ -15,7 +15,9 @@ Other threads that need the kernel while it is busy (child REPLs, context loads 
 child) put an *instruction* on one queue; the driver hands it to the kernel as the
 reply to a pending host call, and the kernel reports the result in its next request.
 The host never unpickles anything the kernel sent: replies are JSON. The messages are
-defined in ``kernel_protocol``.
+defined in ``kernel_protocol``. The driver reaches the kernel only through its link
+(``kernel_channels``): zmq sockets for a local kernel, a websocket for one behind a
+Jupyter gateway (``gateway_channels``).
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ import zmq
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl import kernel_validate as validate
 from lmrepl.repl.base import HostBridge
-from lmrepl.repl.kernel_launch import KernelHandle
+from lmrepl.repl.kernel_channels import Kernel, Link, link_of
 from lmrepl.repl.kernel_messages import TICK_MS, BadMessage, Drive, KernelGone, run_silent
-from lmrepl.repl.kernel_run import PARENT_ENDED, Instruction, Run, disconnected
-from lmrepl.repl.kernel_validate import MAX_MESSAGE_BYTES
+from lmrepl.repl.kernel_run import PARENT_ENDED, Instruction, Run
 
 __all__ = ["Drive", "KernelGone", "KernelSession", "run_silent"]
 
@@ -44,8 +45,10 @@ __all__ = ["Drive", "KernelGone", "KernelSession", "run_silent"]
 class KernelSession:
     """Drives one kernel; shared by a KernelREPL and its namespace children."""
 
-    def __init__(self, handle: KernelHandle, max_output_chars: int) -> None:
+    def __init__(self, handle: Kernel, max_output_chars: int) -> None:
         self.handle = handle
+        #: How the driver reaches ``handle`` (replaced with it).
+        self.link: Link = link_of(handle)
         self.generation = 0
         self.stream_cap = max(4 * max_output_chars, 100_000)
         self.bridges: dict[int, HostBridge] = {}
@@ -57,15 +60,14 @@ class KernelSession:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.closed = False
-        self._watch: dict[Any, str] = {}
-        self._watched: KernelHandle | None = None
 
     # -- public --------------------------------------------------------------------
-    def replace(self, handle: KernelHandle) -> None:
+    def replace(self, handle: Kernel) -> None:
         """Use a fresh kernel; namespaces of the old one are gone."""
         old, self.handle = self.handle, handle
         old.kill()
-        self._close_monitors()
+        self.link.close()
+        self.link = link_of(handle)
         self.generation += 1
         self.bridges = {k: v for k, v in self.bridges.items() if k == 0}
 
@@ -162,7 +164,7 @@ class KernelSession:
         self.handle.kill()
         with self._cond:
             if not self._busy:  # a running driver still polls them
-                self._close_monitors()
+                self.link.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -195,8 +197,7 @@ class KernelSession:
         metadata: dict[str, Any] | None = None,
         buffers: list[bytes | memoryview] | None = None,
     ) -> Drive:
-        handle = self.handle
-        kc = handle.kc
+        handle, link = self.handle, self.link
         content = {
             "code": code,
             "silent": silent,
@@ -205,41 +206,27 @@ class KernelSession:
             "allow_stdin": True,
             "stop_on_error": False,
         }
-        request = kc.session.msg("execute_request", content, metadata=metadata or {})
-        if buffers:
-            request["buffers"] = buffers
-        monitors = self._monitors()
         # A connection lost before this request (model code's thread sent an oversized
         # message between cells) is as fatal as one lost during it.
-        lost = [name for mon, name in monitors.items() if disconnected(mon)]
-        if not lost:
-            kc.shell_channel.send(request)
-        run = Run(self, request["header"]["msg_id"], idle=silent)
+        lost = link.lost(None)
+        msg_id = link.execute(content, metadata or {}, buffers) if lost is None else ""
+        run = Run(self, msg_id or uuid.uuid4().hex, idle=silent)
         drive = run.drive
         interrupted_at: float | None = None
         poller = zmq.Poller()
-        sockets = {
-            kc.shell_channel.socket: kc.shell_channel,
-            kc.iopub_channel.socket: kc.iopub_channel,
-            kc.stdin_channel.socket: kc.stdin_channel,
-        }
-        for sock in (*sockets, *monitors):
-            poller.register(sock, zmq.POLLIN)
+        sources = {source.pollable: source for source in link.sources()}
+        for pollable in (*sources, *link.watchers()):
+            poller.register(pollable, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
 
         while True:
             now = time.monotonic()
-            if lost:
-                # libzmq dropped a frame over MAXMSGSIZE and, treating it as a protocol
-                # error, closed that connection for good: nothing more can be heard on
-                # that channel (the reply, the idle status, a host call), so the kernel
-                # is replaced. A kernel that died closes its connections too.
-                if not _exits(handle):
-                    run.faults.add(
-                        f"the kernel sent a message over the {MAX_MESSAGE_BYTES:,}-byte "
-                        f"limit on its {lost[0]} channel; the host dropped it and lost the "
-                        "connection, so the kernel was stopped"
-                    )
+            if lost is not None:
+                # Nothing more can be heard from the kernel (the reply, the idle status,
+                # a host call): it is replaced. A kernel that died loses its connection
+                # too; one that sent an oversized message is told why.
+                if lost.fault:
+                    run.faults.add(lost.fault)
                 handle.kill()
                 drive.outcome = "died"
                 break
@@ -262,10 +249,11 @@ class KernelSession:
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
-            lost = [name for mon, name in monitors.items() if mon in ready and disconnected(mon)]
-            for sock, channel in sockets.items():
-                if sock in ready:
-                    run.read(channel)
+            for pollable, source in sources.items():
+                if pollable in ready:
+                    run.read(source)
+            # After the reads: what the kernel sent before the connection was lost counts.
+            lost = link.lost(ready)
         drive.reply = run.reply or {}
         if run.faults.items:
             run.err.add(("\n" if run.err.head_len else "") + run.faults.text() + "\n")
@@ -279,38 +267,3 @@ class KernelSession:
             instr.done = True
             instr.result = PARENT_ENDED
         return drive
-
-    # -- socket monitors: how the host learns that libzmq dropped a connection ---------
-    def _monitors(self) -> dict[Any, str]:
-        """Monitors of the current kernel's channels, made on its first drive."""
-        if self._watched is not self.handle:
-            self._close_monitors()
-            kc = self.handle.kc
-            for name in ("shell", "iopub", "stdin"):
-                sock = getattr(kc, f"{name}_channel").socket
-                # Own inproc names: pyzmq's default reuses the socket's fd number, which a
-                # new socket may get while the old monitor is still being torn down.
-                addr = f"inproc://lmrepl-monitor-{uuid.uuid4().hex}"
-                try:
-                    self._watch[sock.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr)] = name
-                except zmq.ZMQError:
-                    continue  # unwatched: a lost connection then ends at the deadline
-            self._watched = self.handle
-        return self._watch
-
-    def _close_monitors(self) -> None:
-        for mon in self._watch:
-            with contextlib.suppress(Exception):
-                mon.close(linger=0)
-        self._watch = {}
-        self._watched = None
-
-
-def _exits(handle: KernelHandle, within: float = 0.5) -> bool:
-    """True when the kernel process ends within ``within`` seconds (it is dying)."""
-    end = time.monotonic() + within
-    while handle.alive():
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.02)
-    return True

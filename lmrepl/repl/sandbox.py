@@ -75,18 +75,20 @@ _USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 class Sandbox:
     """How kernels are launched: ``kind`` "bwrap" or "none", and whether they have network.
 
-    Kernels of different sandboxes never share a warm pool.
+    Kernels of different sandboxes never share a warm pool. ``kind="gateway"`` stands for
+    kernels a Jupyter gateway runs (``GATEWAY``): isolation is the gateway's, and no
+    local process, pool or sandbox is involved.
     """
 
-    kind: Literal["bwrap", "none"] = "none"
+    kind: Literal["bwrap", "none", "gateway"] = "none"
     network: bool = False
     read_only_paths: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """What records and panels show: "bwrap", "bwrap+network" or "none"."""
-        if self.kind == "none":
-            return "none"
+        """What records and panels show: "bwrap", "bwrap+network", "none" or "gateway"."""
+        if self.kind in ("none", "gateway"):
+            return self.kind
         return "bwrap+network" if self.network else "bwrap"
 
 
@@ -115,6 +117,9 @@ class ResourceLimits:
 
 
 LIMITS = ResourceLimits()
+
+#: Where kernels run with ``environment_kwargs["gateway_url"]``: on the gateway.
+GATEWAY = Sandbox("gateway")
 
 
 def bwrap_path() -> str | None:

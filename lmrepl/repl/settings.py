@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
 from lmrepl import checks
 from lmrepl.checks import Rule
+
+
+def _gateway_url(value: Any) -> bool:
+    """An http(s) URL with a host; no query or fragment, since API paths are appended."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port out of range raises ValueError only when read
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+    )
+
 
 #: Settings every environment has.
 COMMON: dict[str, Rule] = {
@@ -25,6 +46,13 @@ KERNEL: dict[str, Rule] = {
     "sandbox": checks.choice("auto", "bwrap", "none"),
     "network": checks.boolean(),
     "read_only_paths": checks.paths(),
+    # Kernels through a Jupyter Kernel Gateway / Enterprise Gateway (docs/gateway.md).
+    "gateway_url": Rule(
+        "an http:// or https:// URL of a Jupyter gateway (no query) or None",
+        lambda v: v is None or _gateway_url(v),
+    ),
+    "gateway_token": checks.text(optional=True, empty=False),
+    "gateway_kernel_name": checks.text(optional=True, empty=False),
 }
 
 #: The in-process REPL's settings.
