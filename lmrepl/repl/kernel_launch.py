@@ -114,7 +114,7 @@ class KernelHandle:
             # bwrap's reaper first (PID 1 inside: the whole sandbox ends with it). Left to
             # die with bwrap, a sandbox still being set up would outlive the removal of
             # its folder just long enough to complain about it on the terminal.
-            for pid in _children(self.proc.pid):
+            for pid in child_pids(self.proc.pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         for sender, pid in ((os.killpg, self.proc.pid), (os.kill, self.proc.pid)):
@@ -216,7 +216,7 @@ def _remove_runtime_dir() -> None:
 atexit.register(_remove_runtime_dir)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """The processes ``pid`` started (Linux ``/proc/<pid>/task/<pid>/children``)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -229,7 +229,7 @@ def _sandboxed_kernel_pid(bwrap_pid: int) -> int | None:
     """The kernel under bwrap: bwrap -> its reaper (PID 1 inside) -> the kernel."""
     level = [bwrap_pid]
     for _ in range(2):
-        level = [child for pid in level for child in _children(pid)]
+        level = [child for pid in level for child in child_pids(pid)]
         if not level:
             return None
     return min(level)
@@ -317,11 +317,6 @@ def start_kernel(
 def live_handles() -> list[KernelHandle]:
     """The kernels this process started and has not ended (starting, warm or in use)."""
     return [h for h in list(_LIVE) if not h.killed and h.alive()]
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes ``pid`` started (Linux; empty elsewhere)."""
-    return _children(pid)
 
 
 def kill_all() -> None:
