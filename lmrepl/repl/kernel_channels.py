@@ -193,7 +193,15 @@ class ZmqLink:
         )
 
     def close(self) -> None:
-        """Close the monitors (the client's sockets are the kernel handle's)."""
+        """Close the monitors (the client's sockets are the kernel handle's).
+
+        Each monitor is disabled first: an event libzmq sent to a closed monitor would
+        block its IO thread for good (see ``KernelHandle.kill``).
+        """
+        if self._watch:
+            for source in self._sources:
+                with contextlib.suppress(Exception):
+                    source.pollable.disable_monitor()
         for mon in self._watch or {}:
             with contextlib.suppress(Exception):
                 mon.close(linger=0)

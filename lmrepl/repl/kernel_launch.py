@@ -126,6 +126,13 @@ class KernelHandle:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         if self.kc is not None:
+            for name in ("shell", "iopub", "stdin"):
+                # Before the sockets close: libzmq reports their disconnection from its IO
+                # thread later, and an event sent to a monitor whose reader was closed
+                # blocks that thread for good, and with it every client of the process
+                # (no kernel could start any more). A disabled monitor gets no event.
+                with contextlib.suppress(Exception):
+                    getattr(self.kc, f"{name}_channel").socket.disable_monitor()
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
         with contextlib.suppress(Exception):
