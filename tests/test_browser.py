@@ -292,8 +292,12 @@ def test_live_srlm_shows_one_panel_that_updates(tmp_path: Path, page: Page) -> N
             counts: list[int] = []
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                panels = out.locator(".lmrepl-panel").count()
-                renders = out.locator(".lmrepl-trajectory").count()
+                # One query for both: two separate counts could straddle the swap and
+                # see the panel and then its replacement, though never both at once.
+                panels, renders = out.evaluate(
+                    "el => [el.querySelectorAll('.lmrepl-panel').length,"
+                    " el.querySelectorAll('.lmrepl-trajectory').length]"
+                )
                 counts.append(panels + renders)
                 if renders:
                     break
