@@ -6,6 +6,8 @@ candidates and picks the answer by self-consistency and VC·Len.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lmrepl.errors import (
     AllCandidatesFailed,
     BackendError,
@@ -16,17 +18,24 @@ from lmrepl.errors import (
     LimitExceeded,
     LMReplError,
     RunCancelled,
+    RunInterrupted,
     RunStopped,
     TimeoutExceeded,
     TokenLimitExceeded,
 )
+from lmrepl.records import SearchRecord
 from lmrepl.rlm import RLM
 from lmrepl.types import ModelUsageSummary, RLMChatCompletion, UsageSummary
+
+if TYPE_CHECKING:  # loaded lazily at run time (``__getattr__``); typed as themselves
+    from lmrepl.logger import RLMLogger, read_log
+    from lmrepl.srlm import SRLM
 
 __version__ = "0.1.0"
 
 __all__ = [
     "RLM",
+    "SRLM",
     "AllCandidatesFailed",
     "BackendError",
     "BudgetExceeded",
@@ -37,22 +46,39 @@ __all__ = [
     "LimitExceeded",
     "ModelUsageSummary",
     "RLMChatCompletion",
+    "RLMLogger",
     "RunCancelled",
+    "RunInterrupted",
     "RunStopped",
+    "SearchRecord",
     "TimeoutExceeded",
     "TokenLimitExceeded",
     "UsageSummary",
+    "read_log",
 ]
 
 
+#: Names loaded on first use (module, attribute): SRLM pulls in the selection code and
+#: the logger the event parser, which ``import lmrepl`` should not pay for.
+_LAZY = {
+    "SRLM": ("lmrepl.srlm", "SRLM"),
+    "RLMLogger": ("lmrepl.logger", "RLMLogger"),
+    "read_log": ("lmrepl.logger", "read_log"),
+}
+
+
 def __getattr__(name: str) -> object:
-    # SRLM and the logger import selection code; load them on first use.
-    if name == "SRLM":
-        from lmrepl.srlm import SRLM
+    """Load a lazy public name (``from lmrepl import SRLM`` and ``import *`` use it)."""
+    if name in _LAZY:
+        import importlib
 
-        return SRLM
-    if name == "RLMLogger":
-        from lmrepl.logger import RLMLogger
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'lmrepl' has no attribute {name!r}")
 
-        return RLMLogger
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones included."""
+    return sorted({*globals(), *__all__})

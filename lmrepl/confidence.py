@@ -22,6 +22,7 @@ import re
 
 __all__ = [
     "CONFIDENCE_INSTRUCTION",
+    "CONFIDENCE_REMINDER",
     "parse_confidence",
     "strip_confidence",
 ]
@@ -34,6 +35,10 @@ CONFIDENCE_INSTRUCTION = (
     "to the right answer."
 )
 
+# Repeated in every step's feedback: a small model reads the system prompt's format once
+# and drops the confidence line after the first reply (343 of 365 demo steps had none).
+CONFIDENCE_REMINDER = 'End your reply with the line {"confidence": N} (0 to 100).'
+
 # A number as a model writes it: optional sign, digits with an optional fraction,
 # optional exponent; optionally quoted and/or followed by a percent sign.
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -41,11 +46,19 @@ _VALUE = rf"""(?P<q>["']?)\s*(?P<num>{_NUMBER})\s*%?\s*(?P=q)"""
 
 # A flat object (no nested braces) with a quoted confidence key somewhere in it. The
 # key must be followed by a value that ends at a comma or the closing brace, so
-# {"confidence": "85 maybe"} is rejected rather than read as 85.
-_OBJECT_RE = re.compile(
-    rf"""\{{[^{{}}]*?["']confidence["']\s*:\s*{_VALUE}\s*(?:,[^{{}}]*)?\}}""",
-    re.IGNORECASE,
+# {"confidence": "85 maybe"} is rejected rather than read as 85. Second form: the
+# quoted key and its value without the braces ("confidence": 85 at the end of a line
+# of prose, or before a comma), which small models write when they drop the braces; the
+# value must end the line or meet a comma or a brace, so the quoted key stays the signal
+# and prose after a number ("confidence": 85 maybe) is not read. An unquoted
+# ``confidence: 85`` is not a report (the instruction asks for the JSON line).
+_OBJECT = rf"""\{{[^{{}}]*?["']confidence["']\s*:\s*{_VALUE}\s*(?:,[^{{}}]*)?\}}"""
+_KEYED = (
+    r"""["']confidence["'][ \t]*:[ \t]*(?P<kq>["']?)[ \t]*(?P<knum>"""
+    + _NUMBER
+    + r""")[ \t]*%?[ \t]*(?P=kq)(?=[ \t]*(?:[,}\n]|$))"""
 )
+_OBJECT_RE = re.compile(rf"{_OBJECT}|{_KEYED}", re.IGNORECASE)
 
 # A fenced block holding nothing but confidence objects (```json\n{"confidence": 80}\n```).
 _FENCE_RE = re.compile(
@@ -55,7 +68,7 @@ _FENCE_RE = re.compile(
 
 def _value_of(match: re.Match[str]) -> float | None:
     try:
-        value = float(match.group("num"))
+        value = float(match.group("num") or match.group("knum"))
     except ValueError:
         return None
     if not math.isfinite(value):
@@ -68,7 +81,8 @@ def parse_confidence(text: str | None) -> float | None:
 
     Returns ``None`` when the text holds no valid report. Tolerates single quotes,
     spaces, ``N`` written as an int, a float, a quoted string or with a ``%`` sign,
-    other keys in the same object, and code fences around it.
+    other keys in the same object, code fences around it, and a missing pair of braces
+    (``"confidence": 85`` at the end of a line).
     """
     if not text:
         return None

@@ -2,6 +2,9 @@
 
 Backend and environment settings have their rules next to their code
 (``lmrepl.clients``, ``lmrepl.repl``); this module applies them to the arguments too.
+The call itself (unknown or extra arguments) and each ``completion()`` call are checked
+by ``lmrepl.arguments``, re-exported here: ``checked``, ``before_completion``,
+``QUESTION``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmrepl import checks
+from lmrepl.arguments import QUESTION, before_completion, checked
 from lmrepl.checks import Rule
 from lmrepl.clients import known_backends, validate_backend
 from lmrepl.errors import ConfigurationError
-from lmrepl.repl import canonical_environment, validate_environment
+from lmrepl.repl import resolve_environment, validate_environment
 from lmrepl.repl.runtime import BASE_NAMES
+
+__all__ = [
+    "ARGUMENTS",
+    "QUESTION",
+    "before_completion",
+    "check_arguments",
+    "check_backend",
+    "check_environment",
+    "check_other_backends",
+    "checked",
+    "default_backend",
+    "default_reason",
+    "split_tools",
+]
 
 #: The rule of every plain ``RLM`` and ``SRLM`` argument (the structured ones — backend,
 #: environment, tools, other backends — have functions below).
@@ -59,9 +77,18 @@ def check_arguments(values: Mapping[str, Any], label: str | None = None) -> None
 
 def default_backend() -> tuple[str, str]:
     """The backend used when none is named, and why: OpenAI when a key exists, else local."""
-    if os.environ.get("OPENAI_API_KEY"):
-        return "openai", "chosen because OPENAI_API_KEY is set"
-    return "local", "the embedded model, because OPENAI_API_KEY is not set"
+    backend = "openai" if os.environ.get("OPENAI_API_KEY") else "local"
+    return backend, default_reason(backend)
+
+
+def default_reason(backend: str) -> str:
+    """Why ``backend`` was chosen when none was named: the variable that chose it."""
+    if backend == "openai":
+        return "chosen because OPENAI_API_KEY is set; pass backend=... to use another"
+    return (
+        "chosen because OPENAI_API_KEY is not set (the embedded model); set it, or pass "
+        "backend=..., to use another"
+    )
 
 
 def check_backend(backend: object, backend_kwargs: object) -> None:
@@ -78,17 +105,20 @@ def check_backend(backend: object, backend_kwargs: object) -> None:
 
 
 def check_environment(environment: object, environment_kwargs: object) -> str:
-    """Environment name and kwargs; returns the canonical name."""
+    """Environment name and kwargs; returns the canonical name (the one lm-repl's
+    ``environment_kwargs["kernel_mode"]`` chooses, when given)."""
     checks.check("environment_kwargs", environment_kwargs, checks.mapping())
-    env = canonical_environment(environment)
-    validate_environment(env, dict(environment_kwargs or {}))  # type: ignore[call-overload]
-    return env
+    kwargs = dict(environment_kwargs or {})  # type: ignore[call-overload]
+    validate_environment(environment, kwargs)
+    return resolve_environment(environment, kwargs)[0]
 
 
 def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str]]:
     """``custom_tools`` → (name → value or callable, name → description).
 
-    Each entry is a value/callable, or ``{"tool": obj, "description": "..."}``.
+    Each entry is a callable, or ``{"tool": obj, "description": "..."}`` for any value
+    (a callable or data the model reads as a REPL variable). A bare non-callable is a
+    ``ConfigurationError``.
     """
     if tools is None:
         return {}, {}
@@ -109,8 +139,16 @@ def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str
             values[key] = entry["tool"]
             desc = entry.get("description")
             checks.check(f"{name}[{key!r}]['description']", desc, checks.text(optional=True))
-        else:
+        elif callable(entry):
             values[key] = entry
+        else:
+            # A bare value used to become a REPL variable silently; most often it is a
+            # slip (a function called instead of passed), so data must say it is data.
+            raise ConfigurationError(
+                f"{name}[{key!r}] must be callable (a function the model may call), got "
+                f"{_short(entry)}; to give the model a value instead, pass it explicitly: "
+                f"{name}={{{key!r}: {{'tool': value, 'description': '...'}}}}"
+            )
         if desc is None:
             obj = values[key]
             doc = (
@@ -119,6 +157,11 @@ def split_tools(name: str, tools: object) -> tuple[dict[str, Any], dict[str, str
             desc = doc[0] if doc else ("function" if callable(obj) else type(obj).__name__)
         descriptions[key] = desc
     return values, descriptions
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_other_backends(backends: object, kwargs: object) -> list[tuple[str, dict[str, Any]]]:

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--environment", default="kernel", choices=("kernel", "local"))
     parser.add_argument("--backend", default="local", help="model backend (default: embedded)")
     parser.add_argument("--model", default=None, help="model name for --backend openai/anthropic")
-    parser.add_argument("--max-iterations", type=int, default=4)
+    # Five turns, the last of which asks for the answer (max_iterations counts it).
+    parser.add_argument("--max-iterations", type=int, default=5)
     parser.add_argument("--out", default="runs", help="folder for the trajectory and logs")
     args = parser.parse_args(argv)
     console = Console()

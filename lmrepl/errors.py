@@ -91,6 +91,15 @@ class RunCancelled(RunStopped):
     """The run was cancelled (interrupt, early stop of an SRLM candidate)."""
 
 
+class RunInterrupted(RunCancelled, KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the run: the ``RunCancelled`` that ``cancel()`` raises,
+    with the same partial answer, usage and metadata.
+
+    It is a ``KeyboardInterrupt`` too, so code that let Ctrl-C end a script (or caught
+    ``KeyboardInterrupt``) behaves as before.
+    """
+
+
 class AllCandidatesFailed(RunStopped):
     """Every SRLM candidate failed; ``errors`` holds each candidate's error text."""
 

@@ -58,6 +58,9 @@ class RunFinished(Event):
     cost: float = 0.0
     #: Whether the answer is grounded (lmrepl.grounding); None without an answer.
     grounded: bool | None = None
+    #: Why it ended (``lmrepl.records.StopReason``): max_iterations and stuck mark a
+    #: forced answer. None in logs written before lmrepl recorded it.
+    stop_reason: str | None = None
 
 
 class IterationStarted(Event):

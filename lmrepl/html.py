@@ -26,6 +26,7 @@ from lmrepl.html_base import (
     pre_html,
     run_details_html,
     step_html,
+    stop_badge,
     subcalls_html,
     truncate,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "pre_html",
     "run_details_html",
     "step_html",
+    "stop_badge",
     "subcalls_html",
     "truncate",
 ]
@@ -78,7 +80,10 @@ def header_html(state: LiveState, now: float | None = None) -> str:
     rec = state.record
     opts = RenderOptions()
     magic = "%%rlm" if rec.kind == "rlm" else "%%srlm"
-    parts = [f"<b>{magic}</b>", badge(rec.status)]
+    parts = [
+        f"<b>{magic}</b>",
+        badge(rec.status) + stop_badge(rec.stop_reason, rec.answer is not None),
+    ]
     if rec.kind == "srlm":
         parts.append(f"K={rec.n_candidates} (parallel {rec.candidate_parallel})")
     if rec.mode:
@@ -171,8 +176,9 @@ def candidate_title_html(cand: CandidateRecord, record: SearchRecord) -> str:
         facts.append(f"Len {cand.length}")
     if cand.vc is not None:
         facts.append(f"VC {fmt_float(cand.vc)}")
+    stop = stop_badge(cand.stop_reason, cand.answer is not None)
     return (
-        f"<div><b>{label}</b> {badge(cand.status)}{star}</div>"
+        f"<div><b>{label}</b> {badge(cand.status)}{stop}{star}</div>"
         f'<div style="font-size:11px;color:#555;">{" · ".join(facts)}</div>'
     )
 

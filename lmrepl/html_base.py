@@ -16,7 +16,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from lmrepl.records import RunRecord, StepRecord, SubcallRecord
+from lmrepl.records import STOP_WORDS, RunRecord, StepRecord, SubcallRecord, stop_tag
 
 BADGE_COLOURS = {
     "queued": "#757575",
@@ -66,6 +66,18 @@ def badge(status: str) -> str:
     return (
         f'<span style="background:{colour};color:#fff;border-radius:3px;'
         f'padding:1px 6px;font-size:11px;font-weight:600;">{escape(status)}</span>'
+    )
+
+
+def stop_badge(stop_reason: str | None, has_answer: bool) -> str:
+    """An outlined ``forced``/``limit`` tag (its title says why); "" for other stops."""
+    tag = stop_tag(stop_reason, has_answer)
+    if not tag:
+        return ""
+    why = escape(STOP_WORDS.get(stop_reason or "", ""))
+    return (
+        f' <span class="lmrepl-stop" title="{why}" style="border:1px solid #e65100;'
+        f'color:#e65100;border-radius:3px;padding:0 4px;font-size:10px;">{tag}</span>'
     )
 
 
@@ -194,7 +206,7 @@ def child_html(run: RunRecord, opts: RenderOptions) -> str:
     """One child RLM, collapsed: its status; open: question, steps, answer, its own calls."""
     facts = [
         f"<b>child RLM</b> (depth {run.depth})",
-        badge(run.status),
+        badge(run.status) + stop_badge(run.stop_reason, run.answer is not None),
         f"{len(run.steps)} step{'' if len(run.steps) == 1 else 's'}",
         f"<i>{_preview(run.question)}</i>",
     ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from lmrepl import events as ev
-from lmrepl.records import CandidateRecord, RunRecord, SearchRecord
+from lmrepl.records import STOP_REASONS, CandidateRecord, RunRecord, SearchRecord
 
 HEADER = "header"
 CLUSTERS = "clusters"
@@ -262,6 +262,8 @@ class LiveState:
         run.error = event.error or run.error
         run.execution_time = event.execution_time
         run.iterations = max(run.iterations, event.iterations)
+        if event.stop_reason in STOP_REASONS:
+            run.stop_reason = event.stop_reason  # type: ignore[assignment]
         if event.depth > 0:
             run.status = event.status
             return
@@ -271,6 +273,7 @@ class LiveState:
             run.status = event.status
             run.length = run.length or event.output_tokens
             rec.status = event.status
+            rec.stop_reason = run.stop_reason
             rec.answer, rec.error = event.answer, event.error
             rec.winner = idx if event.answer is not None else None
             rec.finished_at = event.time
@@ -324,6 +327,8 @@ class LiveState:
         if rec.finished_at is None:
             rec.finished_at = t
         rec.status = status
+        if rec.stop_reason is None and status != "done":
+            rec.stop_reason = "limit" if status == "stopped" else status
         if answer is not None:
             rec.answer = answer
         if error is not None:

@@ -3,7 +3,8 @@
 ``RLMLogger`` is subscribed to a run's ``EventBus`` (``RLM(logger=RLMLogger("logs"))``
 does it). It writes one event per line to
 ``<log_dir>/<file_name>_<YYYY-mm-dd_HH-MM-SS>_<id>.jsonl`` — the same name pattern as
-lm-repl — and :func:`read_log` turns a file back into typed events.
+lm-repl. :func:`read_log` turns a file back into typed events and :func:`read_records`
+into the record of each run or search in it (``SRLMResult.from_log`` wraps that).
 
 Decisions:
 
@@ -17,19 +18,35 @@ Decisions:
   interleave inside a line and a crash loses at most the event being written.
 - After :meth:`RLMLogger.close` further events are dropped silently: a late event
   from a worker thread must not raise into the engine.
+- A line that is an lmrepl event this version cannot read (a kind or a field from
+  another lmrepl version) is skipped with one ``UserWarning`` that counts them, so an
+  old log still opens; a line that is no event at all means the file is not a log.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
+import warnings
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from lmrepl import checks
+from lmrepl import events as ev
 from lmrepl.events import Event, parse_event
+from lmrepl.records import SearchRecord
 
-__all__ = ["RLMLogger", "read_log"]
+__all__ = ["RLMLogger", "read_log", "read_records"]
+
+
+#: A log file's stem: a plain name, no folder in it.
+_PLAIN_NAME = checks.Rule(
+    "a plain file name (no '/' or '\\')",
+    lambda v: isinstance(v, str) and bool(v) and "/" not in v and "\\" not in v,
+)
 
 
 class RLMLogger:
@@ -40,8 +57,7 @@ class RLMLogger:
     """
 
     def __init__(self, log_dir: str | Path, file_name: str = "rlm") -> None:
-        if not file_name or "/" in file_name or "\\" in file_name:
-            raise ValueError(f"file_name must be a plain name, got {file_name!r}")
+        checks.check("RLMLogger file_name", file_name, _PLAIN_NAME)
         self.log_dir = Path(log_dir)
         self.file_name = file_name
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -113,16 +129,31 @@ class RLMLogger:
         return f"RLMLogger(path={str(self.path)!r})"
 
 
+def _event_shaped(line: str) -> str | None:
+    """The ``kind`` of a line that is an event's JSON object, else None."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("kind"), str) and "run_id" in data:
+        return str(data["kind"])
+    return None
+
+
 def read_log(path: str | Path) -> list[Event]:
     """Read a log written by :class:`RLMLogger` back into typed events.
 
     Blank lines are skipped. A cut-off last line (the process died mid-write) is
-    ignored; a malformed line anywhere else raises ``ValueError`` naming its number.
+    ignored. A line that is an event this lmrepl cannot read — an unknown ``kind``, or
+    fields it does not know, as written by another lmrepl version — is skipped, and one
+    ``UserWarning`` says how many were (by kind). Any other malformed line means the
+    file is not a log: ``ValueError`` naming its number.
     """
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     events: list[Event] = []
+    skipped: Counter[str] = Counter()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -131,9 +162,68 @@ def read_log(path: str | Path) -> list[Event]:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             if number == len(lines):
                 break
+            kind = _event_shaped(line)
+            if kind is not None:
+                skipped[kind] += 1
+                continue
             # The validator's own report (every event kind it tried) stays in __cause__.
             raise ValueError(
                 f"{path}: line {number} is not an lmrepl event (a log of RLMLogger has one "
                 "JSON event per line)"
             ) from exc
+    if skipped:
+        kinds = ", ".join(f"{k} ×{n}" for k, n in sorted(skipped.items()))
+        warnings.warn(
+            f"{path}: skipped {skipped.total()} event line(s) this lmrepl cannot read "
+            f"({kinds}); written by another lmrepl version?",
+            UserWarning,
+            stacklevel=2,
+        )
     return events
+
+
+def split_runs(events: list[Event]) -> list[list[Event]]:
+    """Cut a log's events into runs: one SRLM search or one root RLM ``completion()`` each.
+
+    A search runs from its ``SearchStarted`` to its ``SearchFinished``; an RLM run from
+    the ``RunStarted`` of a root trajectory (depth 0, no candidate) to its
+    ``RunFinished``. Runs are taken one after another, as one process writes them: a
+    start begins a new run even if the one before never ended (its process died), and
+    events of two runs that shared a logger at the same time are not told apart.
+    """
+    runs: list[list[Event]] = []
+    current: list[Event] | None = None
+    closing: str | None = None  # the run_id whose end closes the current run
+    for event in events:
+        starts_search = isinstance(event, ev.SearchStarted)
+        starts_root = (
+            isinstance(event, ev.RunStarted) and event.depth == 0 and event.candidate is None
+        )
+        if current is None or starts_search or starts_root:
+            current = []
+            runs.append(current)
+            closing = event.run_id if (starts_search or starts_root) else None
+        current.append(event)
+        ends = isinstance(event, ev.SearchFinished) or (
+            isinstance(event, ev.RunFinished) and event.depth == 0 and event.candidate is None
+        )
+        if ends and event.run_id == closing:
+            current, closing = None, None
+    return runs
+
+
+def read_records(path: str | Path) -> list[SearchRecord]:
+    """The record of every run in a log, in order (see :func:`split_runs`).
+
+    A finished search is its ``SearchFinished`` record, exactly what ``completion()``
+    returned; anything else (an RLM run, a search cut short) is folded from its events
+    by ``lmrepl.live.LiveState``, as the live views build it.
+    """
+    from lmrepl.live import LiveState
+
+    records: list[SearchRecord] = []
+    for run in split_runs(read_log(path)):
+        state = LiveState()
+        state.apply_all(run)
+        records.append(state.record)
+    return records

@@ -24,9 +24,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from lmrepl import checks
 from lmrepl import events as ev
 from lmrepl.live import LiveState
-from lmrepl.records import CandidateRecord, SearchRecord
+from lmrepl.records import CandidateRecord, SearchRecord, stop_tag
 
 __all__ = ["TerminalProgress", "render_live", "render_search_summary"]
 
@@ -120,14 +121,27 @@ def event_line(event: ev.Event, state: LiveState) -> str | None:
     if isinstance(event, ev.RunFinished) and event.candidate is None:
         what = _one_line(event.error, 60) if event.error else _one_line(event.answer, 60)
         tag = "" if event.error else _tag_suffix(event.grounded)
-        return f"{label}: {event.status} after {event.execution_time:.1f}s · {what}{tag}"
+        status = _status(event.status, event.stop_reason)
+        return f"{label}: {status} after {event.execution_time:.1f}s · {what}{tag}"
     if isinstance(event, ev.CandidateFinished):
         rec = event.record
         vc = "" if rec.vc is None else f" · VC {rec.vc:.2f}"
         what = _one_line(rec.error, 60) if rec.error else _one_line(rec.answer, 60)
         tag = "" if rec.error else _tag_suffix(rec.grounded)
-        return f"{label}: {rec.status} · {rec.length} tok{vc} · {what}{tag}"
+        status = _status(rec.status, rec.stop_reason)
+        return f"{label}: {status} · {rec.length} tok{vc} · {what}{tag}"
     return None
+
+
+def _status(status: str, stop_reason: str | None, *, short: bool = False) -> str:
+    """``done`` or, for a forced answer or a limit, ``done (forced: max_iterations)``
+    (``short``, for table cells: ``done (forced)``)."""
+    tag = stop_tag(stop_reason, has_answer=status == "done")
+    if not tag:
+        return status
+    if short or tag == stop_reason:
+        return f"{status} ({tag})"
+    return f"{status} ({tag}: {stop_reason})"
 
 
 def _tag_suffix(grounded: bool | None) -> str:
@@ -155,7 +169,10 @@ def progress_table(state: LiveState, now: float, code_lines: int = 2) -> Table:
         )
         table.add_row(
             _label(state, i),
-            Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
+            Text(
+                _status(cand.status, cand.stop_reason, short=True),
+                style=_STATUS_STYLE.get(cand.status, ""),
+            ),
             str(max(state.iteration.get(i, 0), len(cand.steps))),
             Text("\n".join(code.strip().splitlines()[:code_lines])),  # not rich markup
             Text(state.cell_status.get(i, "")),
@@ -172,7 +189,10 @@ def header_line(state: LiveState, title: str | None = None, now: float | None = 
     rec = state.record
     head = Text()
     head.append(f"{title or 'lmrepl ' + rec.kind} ", style="bold")
-    head.append(rec.status, style=f"bold {_STATUS_STYLE.get(rec.status, '')}".strip())
+    head.append(
+        _status(rec.status, rec.stop_reason),
+        style=f"bold {_STATUS_STYLE.get(rec.status, '')}".strip(),
+    )
     head.append(
         f"  {state.elapsed(now):.1f} s · {rec.model_calls} model calls · "
         f"{rec.input_tokens:,} in / {rec.output_tokens:,} out tokens"
@@ -219,8 +239,7 @@ class TerminalProgress:
         refresh_per_second: float = 4.0,
         code_lines: int = 2,
     ) -> None:
-        if refresh_per_second <= 0:
-            raise ValueError(f"refresh_per_second must be > 0, got {refresh_per_second!r}")
+        checks.check("refresh_per_second", refresh_per_second, checks.number(0, exclusive=True))
         self.console = console if console is not None else Console(stderr=True)
         self._use_live = self.console.is_terminal if live is None else live
         self._refresh = refresh_per_second
@@ -319,7 +338,10 @@ def render_search_summary(record: SearchRecord) -> RenderableType:
         done = cand.status == "done"
         cands.add_row(
             str(cand.index),
-            Text(cand.status, style=_STATUS_STYLE.get(cand.status, "")),
+            Text(
+                _status(cand.status, cand.stop_reason, short=True),
+                style=_STATUS_STYLE.get(cand.status, ""),
+            ),
             _answer_text(cand.answer, cand.grounded, 50)
             if done
             else Text(_one_line(cand.error, 50)),

@@ -59,7 +59,7 @@ REPEATED_CODE_NOTE = (
 
 # No placeholder inside FINAL(...): small models copy it verbatim as their answer.
 FINAL_REQUEST = (
-    "You have used all your steps. Do not write more code. Reply now with only your final "
+    "This is your last step. Do not write more code. Reply now with only your final "
     "answer on the last line, written as FINAL(...) with the value itself inside the "
     "parentheses."
 )

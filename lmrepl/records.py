@@ -19,8 +19,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "FORCED_STOPS",
     "MIME_TYPE",
     "SCHEMA_VERSION",
+    "STOP_REASONS",
+    "STOP_WORDS",
     "CandidateRecord",
     "CellRecord",
     "Cluster",
@@ -28,9 +31,11 @@ __all__ = [
     "RunStatus",
     "SearchRecord",
     "StepRecord",
+    "StopReason",
     "SubcallRecord",
     "json_schema",
     "parse_record",
+    "stop_tag",
 ]
 
 SCHEMA_VERSION = "2"
@@ -42,6 +47,46 @@ READABLE_VERSIONS = ("1", SCHEMA_VERSION)
 #: that ended without submitting (an SRLM candidate then counts as ``failed``).
 RunStatus = Literal["queued", "running", "done", "no_answer", "failed", "cancelled", "stopped"]
 SearchStatus = Literal["running", "done", "failed", "cancelled", "stopped"]
+#: Why a run ended: ``answered`` (the model submitted on its own), ``max_iterations``
+#: (its last turn, the ``max_iterations``-th, was the forced final-answer request),
+#: ``stuck`` (the same code gave the same output twice, so the forced request came
+#: early), ``limit`` (a hard limit: budget, tokens, time, errors), ``cancelled``
+#: (``cancel()``, Ctrl-C, an SRLM early stop) or ``failed`` (an error). None while it
+#: runs. ``max_iterations`` and ``stuck`` mark a forced answer (or none, if the forced
+#: turn gave nothing).
+StopReason = Literal["answered", "max_iterations", "stuck", "limit", "cancelled", "failed"]
+#: The stop reasons of a forced final answer.
+FORCED_STOPS = ("max_iterations", "stuck")
+#: Each stop reason in words, as the panel, the views and the terminal show it.
+STOP_WORDS = {
+    "max_iterations": "forced answer: the last of max_iterations turns asked for it",
+    "stuck": "forced answer: the same code gave the same output twice",
+    "limit": "stopped by a hard limit (budget, tokens, time or errors)",
+    "cancelled": "cancelled (cancel(), Ctrl-C or an early stop)",
+    "failed": "failed",
+    "answered": "the model submitted its answer",
+}
+
+
+def stop_tag(stop_reason: str | None, has_answer: bool) -> str:
+    """A short tag for a stop worth pointing out; "" for the others.
+
+    ``forced`` marks an answer the last turn asked for; without an answer, the tag names
+    the stop itself (``max iterations``, ``stuck``), as it does for ``limit``.
+    """
+    if stop_reason in FORCED_STOPS:
+        return "forced" if has_answer else stop_reason.replace("_", " ")
+    return "limit" if stop_reason == "limit" else ""
+
+
+STOP_REASONS: tuple[str, ...] = (
+    "answered",
+    "max_iterations",
+    "stuck",
+    "limit",
+    "cancelled",
+    "failed",
+)
 
 
 class Record(BaseModel):
@@ -125,6 +170,13 @@ class RunRecord(UsageTotals):
     depth: int = 0
     question: str = ""
     status: RunStatus = "queued"
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description=(
+            "Why the run ended: answered, max_iterations or stuck (a forced final answer), "
+            "limit, cancelled or failed; None while it runs."
+        ),
+    )
     answer: str | None = None
     error: str | None = None
     grounded: bool | None = Field(
@@ -188,6 +240,13 @@ class SearchRecord(UsageTotals):
     question: str = ""
     context_info: str | None = None
     status: SearchStatus = "running"
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description=(
+            "The winner's stop_reason (max_iterations: its answer was forced); without a "
+            "winner, why the search ended (limit, cancelled, failed). None while it runs."
+        ),
+    )
     error: str | None = None
     answer: str | None = None
     winner: int | None = None
@@ -213,6 +272,13 @@ class SearchRecord(UsageTotals):
     execution_time: float | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     clusters: list[Cluster] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description=(
+            "What weakened the result without failing it, in words (for example: "
+            "confidence elicitation was on but no confidence was parsed)."
+        ),
+    )
     candidates: list[CandidateRecord] = Field(default_factory=list)
 
     def candidate(self, index: int) -> CandidateRecord:

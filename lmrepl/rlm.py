@@ -16,10 +16,11 @@ from lmrepl.errors import ConfigurationError, RunStopped
 from lmrepl.events import Event, EventBus
 from lmrepl.limits import LimitGuard
 from lmrepl.prompts import describe_context
-from lmrepl.records import CandidateRecord, Cluster, RunRecord, SearchRecord
+from lmrepl.records import CandidateRecord, RunRecord, SearchRecord
 from lmrepl.repl import sandbox_label, sandbox_of
 from lmrepl.repl.base import REPL
 from lmrepl.runner import Trajectory
+from lmrepl.stops import close_rlm_record, interrupted
 from lmrepl.types import RLMChatCompletion
 from lmrepl.usage import UsageTracker
 
@@ -29,13 +30,11 @@ CANDIDATE_ONLY_FIELDS = set(CandidateRecord.model_fields) - set(RunRecord.model_
 
 
 def question_text(root_prompt: str | None) -> str:
-    """The question of a ``completion()`` call (lm-repl's default when none is given)."""
+    """The question of a ``completion()`` call: lm-repl's default when none is given and
+    the context is a str holding the request (``config.before_completion`` checks that)."""
     question = root_prompt if root_prompt is not None else DEFAULT_QUESTION
-    checks.check("the question (root_prompt)", question, _QUESTION)
+    checks.check("root_prompt (the question)", question, config.QUESTION)
     return question
-
-
-_QUESTION = checks.Rule("a non-empty string", lambda q: isinstance(q, str) and bool(q.strip()))
 
 
 class RLM:
@@ -47,6 +46,7 @@ class RLM:
     was read, for one turn (docs/selection.md, "Submission hygiene").
     """
 
+    @config.checked()
     def __init__(
         self,
         backend: str | None = None,
@@ -202,6 +202,7 @@ class RLM:
         The lm-repl call shape is kept: ``prompt`` is the context (str, bytes, list,
         dict or any picklable object) and ``root_prompt`` the question.
         """
+        config.before_completion(self, prompt, root_prompt)
         question = question_text(root_prompt)
         started = time.perf_counter()
         engine = self._make_engine(temperature=None, confidence_instruction=None)
@@ -226,10 +227,10 @@ class RLM:
             self.last_partial = self._rlm_result(record, usage, started, exc.partial_answer)
             exc.metadata, exc.record = self.last_partial.metadata, record
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             guard.cancel()
             self.last_partial = self._rlm_result(record, usage, started, trajectory.partial())
-            raise
+            raise interrupted(exc, self.last_partial) from exc
         finally:
             unsubscribe()
             with self._guard_lock:
@@ -271,17 +272,7 @@ class RLM:
     ) -> RLMChatCompletion:
         """A single trajectory's result: its record is candidate 0 and the only vote."""
         run = record.candidates[0]
-        record.answer, record.error = run.answer, run.error
-        record.winner = 0 if run.answer else None
-        record.survivors = [0] if run.answer else []
-        record.clusters = [Cluster(answer=run.answer, members=[0], votes=1)] if run.answer else []
-        record.selection_reason = "only" if run.answer else "none"
-        if run.status in ("cancelled", "stopped"):
-            record.status = run.status
-        else:
-            record.status = "done" if run.answer else "failed"
-            if not run.answer:
-                record.error = run.error or "the trajectory ended without an answer"
+        close_rlm_record(record)
         metadata = {
             "mode": "rlm",
             "context_info": record.context_info,

@@ -19,6 +19,7 @@ from typing import Any
 from lmrepl.calls import ModelCaller, Publisher
 from lmrepl.clients.base import Message, ModelClient
 from lmrepl.compaction import needs_compaction, summarize
+from lmrepl.confidence import CONFIDENCE_REMINDER
 from lmrepl.conversation import Conversation
 from lmrepl.engine import Engine
 from lmrepl.errors import ErrorLimitExceeded, LimitExceeded, RunCancelled
@@ -33,7 +34,7 @@ from lmrepl.prompts import (
     first_user_message,
     step_feedback,
 )
-from lmrepl.records import RunRecord, RunStatus, StepRecord
+from lmrepl.records import RunRecord, RunStatus, StepRecord, StopReason
 from lmrepl.repl.base import REPL
 from lmrepl.repl.runtime import DEFAULT_MAX_PROMPT_CHARS
 from lmrepl.steps import StepRunner, step_record
@@ -48,6 +49,11 @@ def same_outputs(a: list[str], b: list[str]) -> bool:
     return len(a) == len(b) and all(
         _CELL_NUMBER.sub("", x) == _CELL_NUMBER.sub("", y) for x, y in zip(a, b, strict=True)
     )
+
+
+def _join_notes(*notes: str | None) -> str | None:
+    """The notes that apply, one per line; None when none does."""
+    return "\n".join(n for n in notes if n) or None
 
 
 def _model_names(engine: Engine) -> list[str]:
@@ -175,9 +181,11 @@ class Trajectory:
                 hold_unseen_final=s.hold_unseen_final,
             )
             intro = first_user_message(question, info, len(history or []))
-            rec.answer, rec.status = self._loop(steps, question, intro)
+            rec.answer, rec.status, rec.stop_reason = self._loop(steps, question, intro)
         except (LimitExceeded, RunCancelled) as exc:
-            rec.status = "cancelled" if isinstance(exc, RunCancelled) else "stopped"
+            cancelled = isinstance(exc, RunCancelled)
+            rec.status = "cancelled" if cancelled else "stopped"
+            rec.stop_reason = "cancelled" if cancelled else "limit"
             rec.error = str(exc)
             self._finish(started)
             exc.partial_answer = self.partial()
@@ -190,10 +198,12 @@ class Trajectory:
             if self._steps is not None:
                 self._steps.draft = self._steps.current_draft()
             rec.status, rec.error = "cancelled", "interrupted (KeyboardInterrupt)"
+            rec.stop_reason = "cancelled"
             self._finish(started)
             raise
         except BaseException as exc:
             rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+            rec.stop_reason = "failed"
             self._finish(started)
             raise
         finally:
@@ -261,19 +271,30 @@ class Trajectory:
             output_tokens=rec.output_tokens,
             cost=rec.cost,
             grounded=rec.grounded,
+            stop_reason=rec.stop_reason,
         )
 
     def _add_step(self, step: StepRecord) -> None:
         self.record.steps.append(step)
         self.publish(IterationFinished, step=step)
 
-    def _loop(self, steps: StepRunner, question: str, intro: str) -> tuple[str | None, RunStatus]:
+    def _loop(
+        self, steps: StepRunner, question: str, intro: str
+    ) -> tuple[str | None, RunStatus, StopReason]:
+        """The turns of the run; ``max_iterations`` counts every one of them.
+
+        Turns 1 to ``max_iterations - 1`` are free. The last turn is the forced one: the
+        model is asked for its answer (``final_request``), its code runs once, and
+        without a submission its text or draft is taken. An answer from that turn has
+        ``stop_reason="max_iterations"``. Code repeated with the same output moves the
+        forced turn earlier (``stop_reason="stuck"``).
+        """
         conversation = Conversation(self.system_prompt, intro)
         errors_in_row = 0
         previous_code: list[str] | None = None
         last_outputs: list[str] = []
         s = self.engine.settings
-        for iteration in range(1, self.max_iterations + 1):
+        for iteration in range(1, self.max_iterations):
             self.guard.check()
             self.publish(IterationStarted, iteration=iteration)
             t0 = time.perf_counter()
@@ -283,7 +304,7 @@ class Trajectory:
             self._add_step(step_record(iteration, reply, out, t0))
             if out.answer is not None:
                 self.record.grounded = out.grounded
-                return out.answer, "done"
+                return out.answer, "done", "answered"
             if s.max_errors is not None and errors_in_row >= s.max_errors:
                 raise ErrorLimitExceeded(f"max_errors: {errors_in_row} failing steps in a row")
             repeated = bool(out.blocks) and out.blocks == previous_code
@@ -297,7 +318,10 @@ class Trajectory:
                     question=question,
                     iteration=iteration,
                     remaining=self.max_iterations - iteration,
-                    note=REPEATED_CODE_NOTE if repeated else None,
+                    note=_join_notes(
+                        REPEATED_CODE_NOTE if repeated else None,
+                        CONFIDENCE_REMINDER if s.confidence_instruction else None,
+                    ),
                 )
                 conversation.add_step(reply, out.outputs, frame)
             else:
@@ -307,8 +331,10 @@ class Trajectory:
             ):
                 conversation.compact(summarize(self.call_model, self._fitted(conversation)))
             if stuck:
-                break
-        return self._final_request(steps, conversation, final_request(last_outputs, repeated=stuck))
+                request = final_request(last_outputs, repeated=True)
+                return self._final_request(steps, conversation, request, "stuck")
+        request = final_request(last_outputs)
+        return self._final_request(steps, conversation, request, "max_iterations")
 
     def _fitted(
         self, conversation: Conversation, tail: list[Message] | None = None
@@ -317,9 +343,9 @@ class Trajectory:
         return conversation.fitted(self.call_model.prompt_budget(), self.client.count_tokens, tail)
 
     def _final_request(
-        self, steps: StepRunner, conversation: Conversation, request: str
-    ) -> tuple[str | None, RunStatus]:
-        """Out of iterations: ask once for the answer, run its code once, else take its text."""
+        self, steps: StepRunner, conversation: Conversation, request: str, reason: StopReason
+    ) -> tuple[str | None, RunStatus, StopReason]:
+        """The forced last turn: ask for the answer, run its code once, else take its text."""
         self.guard.check()
         iteration = len(self.record.steps) + 1
         self.publish(IterationStarted, iteration=iteration)
@@ -333,6 +359,11 @@ class Trajectory:
             out.answer, out.grounded = steps.last_resort(
                 reply, ran_code=bool(out.blocks), outputs=out.outputs
             )
-        self._add_step(step_record(iteration, reply, out, t0))
+        step = step_record(iteration, reply, out, t0)
+        step.notices.append(
+            f"Forced final answer ({reason}): the model was asked for its answer "
+            + ("after repeating the same code." if reason == "stuck" else "on its last turn.")
+        )
+        self._add_step(step)
         self.record.grounded = out.grounded
-        return (out.answer, "done") if out.answer else (None, "no_answer")
+        return (out.answer, "done", reason) if out.answer else (None, "no_answer", reason)

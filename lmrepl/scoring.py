@@ -15,6 +15,10 @@ one zero can still be compared with another.
 Len(p) is output tokens of the whole trace, and the joint score VC·Len (≤ 0) is
 higher the better. Everything here is in tokens; seconds never enter a comparison.
 
+Answers that look like code (``lmrepl.selection.looks_like_code``) are not votes, and
+:func:`search_warnings` says so in the record, as it says when confidence elicitation
+was on but no confidence could be read.
+
 Between clusters tied on votes, one with a **grounded** member (its answer was computed
 or seen in output, ``lmrepl.grounding``) beats those without, before VC·Len and before
 the shortest trace: otherwise, with every cluster at one vote, a blind guess in a short
@@ -29,13 +33,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmrepl.records import CandidateRecord, Cluster
-from lmrepl.selection import cluster_answers, normalize_answer, surviving_members
+from lmrepl.records import CandidateRecord, Cluster, SearchRecord
+from lmrepl.selection import (
+    cluster_answers,
+    looks_like_code,
+    normalize_answer,
+    surviving_members,
+)
 
 __all__ = [
     "MIN_CONFIDENCE",
     "Selection",
     "joint_score",
+    "search_warnings",
     "select_winner",
     "vc_score",
 ]
@@ -182,3 +192,55 @@ def select_winner(
     return Selection(
         winner=winner, clusters=clusters, survivors=survivors, scores=scores, reason=reason
     )
+
+
+def _short(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return repr(line if len(line) <= limit else line[: limit - 1] + "…")
+
+
+def _names(indices: Sequence[int]) -> str:
+    return ("candidate " if len(indices) == 1 else "candidates ") + ", ".join(map(str, indices))
+
+
+def search_warnings(record: SearchRecord, confidence_elicitation: bool) -> list[str]:
+    """What weakened a finished search's selection, in words (for ``record.warnings``).
+
+    - A finished answer that looks like code was not counted as a vote (one warning
+      per candidate), or every answer looked like code and they were voted on anyway.
+    - ``confidence_elicitation`` was on but some (or all) candidates that ran steps
+      reported no parsable ``{"confidence": N}``: their VC is unknown, and with none at
+      all the winner was chosen without VC·Len.
+
+    Warnings already in ``record.warnings`` are not returned again.
+    """
+    out: list[str] = []
+    clustered = {m for c in record.clusters for m in c.members}
+    usable = [c for c in record.candidates if _usable(c)]
+    code = [c for c in usable if looks_like_code(c.answer)]
+    if code and all(c.index in clustered for c in code):
+        out.append(
+            f"every answer looks like code ({_names([c.index for c in code])}); "
+            "they were voted on anyway"
+        )
+    for c in code:
+        if c.index not in clustered:
+            out.append(
+                f"candidate {c.index}'s answer {_short(c.answer or '')} looks like code, "
+                "not an answer: it was not counted as a vote"
+            )
+    ran = [c for c in record.candidates if c.steps]
+    silent = [c.index for c in ran if all(s.confidence is None for s in c.steps)]
+    if confidence_elicitation and silent:
+        if len(silent) == len(ran):
+            out.append(
+                "confidence_elicitation was on but no step of any candidate reported a "
+                'parsable {"confidence": N}: VC is unknown and VC·Len took no part in '
+                f"the selection (selection_reason {record.selection_reason!r})"
+            )
+        else:
+            out.append(
+                f"confidence_elicitation was on but {_names(silent)} reported no parsable "
+                '{"confidence": N}: their VC is unknown, so only the others can win on VC·Len'
+            )
+    return [w for w in out if w not in record.warnings]

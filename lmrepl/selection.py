@@ -12,6 +12,10 @@ are in docs/selection.md; the short form:
 - Clusters grow around **core** answers (those that contain no other answer). A
   longer answer joins the one core it contains; one that contains two or more
   different cores (``either 42 or 99``) is a hedge and forms its own cluster.
+- An answer that **looks like code** (:func:`looks_like_code`: a call of a REPL
+  function, a ``def``/``import``/assignment line, a signature with ``->``) is not a
+  vote: a trajectory that submitted its own code (``llm_query('...') -> str``) did
+  not answer. It is left out unless every answer looks like code.
 
 Everything depends only on the multiset of answers, never on their order.
 """
@@ -32,6 +36,7 @@ __all__ = [
     "Cluster",
     "cluster_answers",
     "contains_tokens",
+    "looks_like_code",
     "matches_inside",
     "normalize_answer",
     "number_tokens",
@@ -76,6 +81,76 @@ _NUM_RE = re.compile(
 _CUR_RE = re.compile(r"[$€£¥₹](?=[-+]?\.?\d)")
 _TOKEN_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)*(?:e[-+]?\d+)?(?!\w)|\w+|[^\w\s]")
 _NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+# What code, never an answer, looks like. Each pattern is linear: fixed words, single
+# character classes and no nested repetition, as answers are untrusted model text.
+# A call of a function of the REPL (or print), anywhere: llm_query("..."), FINAL(x).
+_REPL_CALL_RE = re.compile(
+    r"(?<![\w.])(?:llm_query|llm_query_batched|rlm_query|rlm_query_batched|FINAL|FINAL_VAR"
+    r"|SHOW_VARS|print)\s*\("
+)
+# A statement that starts a line: def, class, import, from-import.
+_STATEMENT_RE = re.compile(
+    r"^[ \t]*(?:(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(|class[ \t]+\w+[ \t]*[(:]"
+    r"|import[ \t]+[A-Za-z_][\w.]*[ \t]*(?:,|as\b|$)"
+    r"|from[ \t]+[A-Za-z_.][\w.]*[ \t]+import[ \t]+[\w*(])",
+    re.M,
+)
+# An assignment: target, operator, then its right side (checked by _CODE_VALUE_RE).
+_ASSIGN_RE = re.compile(
+    r"^[ \t]*[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\]\n]*\])*[ \t]*(?:[-+*/%]|//)?=(?!=)"
+    r"(?P<rhs>[^\n]*)",
+    re.M,
+)
+# A right side that is code: an attribute or a subscript of a name, a comprehension,
+# or a call of a name of 3+ characters with a word or a string among its arguments
+# (``sum(counts)``, ``len(lines)``), never ``x = 5``, ``y = 2x + 3`` or ``y = sin(x)``.
+_CODE_VALUE_RE = re.compile(
+    r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w|\[)|\bfor\b.*\bin\b"
+    r"|\b[A-Za-z_]\w{2,}\((?:[^()\n\w\"']|\b\w\b)*(?:[A-Za-z_]\w|[\"'])"
+)
+# A signature: name(args) -> type, alone on its line.
+_TYPE = r"[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?"
+_SIGNATURE_RE = re.compile(
+    rf"^[ \t]*[A-Za-z_][\w.]*\([^()\n]*\)[ \t]*->[ \t]*{_TYPE}(?:[ \t]*\|[ \t]*{_TYPE})*[ \t:]*$",
+    re.M,
+)
+# The whole answer is an expression on a REPL variable or a dotted method call:
+# context.count('ERROR'), context[:500], len(context), re.findall(...).
+_EXPRESSION_RE = re.compile(
+    r"^(?:(?:context|history)\s*[.\[]|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\("
+    r"|len\(\s*(?:context|history)\b)"
+)
+# Only the head of a long answer is examined: code answers are short, and this bounds
+# the work on a submission that is a whole document.
+_CODE_CHECK_CHARS = 4000
+
+
+def looks_like_code(text: str | None) -> bool:
+    """Whether ``text`` looks like code rather than an answer (so it is not a vote).
+
+    Code: a call of a REPL function or ``print`` anywhere (``llm_query("x") -> str``,
+    ``FINAL(n)``), a line that starts with ``def``/``class``/``import``/``from … import``,
+    an assignment whose right side calls, subscripts or reads an attribute
+    (``n = context.count("x")``), a signature ``name(args) -> type``, or a whole answer
+    that is an expression on ``context``/``history`` or a dotted method call
+    (``context.count('ERROR')``, ``context[:500]``). Not code: numbers, words,
+    ``f(x) = 2x``, ``x = 5``, ``y = sin(x)``, ``a -> b -> c`` in prose, ``Node.js (v20)``.
+    """
+    if not text:
+        return False
+    body = text[:_CODE_CHECK_CHARS].strip().strip("`").strip()
+    if body.startswith(("python\n", "repl\n", "py\n")):  # a fenced block's language tag
+        body = body.split("\n", 1)[1].strip()
+    if (
+        _REPL_CALL_RE.search(body)
+        or _STATEMENT_RE.search(body)
+        or _SIGNATURE_RE.search(body)
+        or _EXPRESSION_RE.match(body)
+    ):
+        return True
+    return any(_CODE_VALUE_RE.search(m.group("rhs")) for m in _ASSIGN_RE.finditer(body))
 
 
 def _canonical_number(raw: str) -> str:
@@ -229,14 +304,17 @@ def _representative(originals: Sequence[str]) -> str:
 def cluster_answers(answers: Sequence[str | None]) -> list[Cluster]:
     """Group answers per SPEC §6 step 3; ``None``/empty answers are left out.
 
-    Clusters come sorted by votes (descending), then by normalised answer, so the
-    result does not depend on the order of the input beyond the member indices.
+    Answers that :func:`looks_like_code` are left out too, unless every non-empty
+    answer does (then they are all voted on: a search must still pick one). Clusters
+    come sorted by votes (descending), then by normalised answer, so the result does
+    not depend on the order of the input beyond the member indices.
     """
+    forms_of = [(i, normalize_answer(raw)) for i, raw in enumerate(answers)]
+    forms_of = [(i, form) for i, form in forms_of if form]
+    prose = [(i, form) for i, form in forms_of if not looks_like_code(answers[i])]
     by_form: dict[str, list[int]] = {}
-    for i, raw in enumerate(answers):
-        form = normalize_answer(raw)
-        if form:
-            by_form.setdefault(form, []).append(i)
+    for i, form in prose or forms_of:
+        by_form.setdefault(form, []).append(i)
     forms = sorted(by_form)
     inside = {f: [g for g in forms if matches_inside(g, f)] for f in forms}
 

@@ -13,16 +13,17 @@ from lmrepl import config
 from lmrepl.calls import ModelCaller, Publisher
 from lmrepl.confidence import CONFIDENCE_INSTRUCTION
 from lmrepl.engine import Engine
-from lmrepl.errors import AllCandidatesFailed, ConfigurationError, RunCancelled
+from lmrepl.errors import AllCandidatesFailed, ConfigurationError, RunCancelled, RunStopped
 from lmrepl.events import CandidateFinished, CandidateQueued, SearchFinished, SearchStarted
 from lmrepl.limits import LimitGuard
 from lmrepl.records import CandidateRecord, Cluster, SearchRecord
 from lmrepl.repl.sandbox import Sandbox
 from lmrepl.rlm import RLM, question_text
 from lmrepl.runner import Trajectory
-from lmrepl.scoring import select_winner, vc_score
+from lmrepl.scoring import search_warnings, select_winner, vc_score
 from lmrepl.selection import cluster_answers
 from lmrepl.srlm_direct import context_length, direct_answer
+from lmrepl.stops import close_search_record, interrupted
 from lmrepl.types import RLMChatCompletion
 from lmrepl.usage import UsageTracker
 
@@ -34,6 +35,9 @@ class _CandidateRun:
     record: CandidateRecord
     guard: LimitGuard
     usage: UsageTracker
+    #: The draft or last prose of a candidate that was cancelled (the search's partial
+    #: answer when no candidate finished).
+    partial: str | None = None
 
     @property
     def index(self) -> int:
@@ -65,6 +69,7 @@ class SRLM(RLM):
     ``early_stop`` cancels the remaining candidates once a majority cannot be overturned.
     """
 
+    @config.checked(extends=RLM.__init__)
     def __init__(
         self,
         direct_threshold: int = 0,
@@ -112,6 +117,7 @@ class SRLM(RLM):
 
     def completion(self, prompt: Any, root_prompt: str | None = None) -> RLMChatCompletion:
         """Search K trajectories for the answer to ``root_prompt`` about ``prompt``."""
+        config.before_completion(self, prompt, root_prompt)
         question = question_text(root_prompt)
         started = time.perf_counter()
         instruction = CONFIDENCE_INSTRUCTION if self.confidence_elicitation else None
@@ -162,8 +168,19 @@ class SRLM(RLM):
         )
         cand = record.candidate(0)
         cand.run_id, cand.question, cand.started_at = run_id, question, time.time()
-        answer = direct_answer(call_model, prompt, question)
+        try:
+            answer = direct_answer(call_model, prompt, question)
+        except (KeyboardInterrupt, RunCancelled) as exc:
+            cand.status = record.status = "cancelled"
+            cand.stop_reason = record.stop_reason = "cancelled"
+            cand.error = record.error = "cancelled before the direct answer came"
+            self.last_partial = self._result(record, None, usage, started, "")
+            if isinstance(exc, RunCancelled):
+                exc.metadata, exc.record = self.last_partial.metadata, record
+                raise
+            raise interrupted(exc, self.last_partial) from exc
         cand.status, cand.answer, cand.cluster = "done", answer, 0
+        cand.stop_reason = record.stop_reason = "answered"
         cand.set_usage(usage.summary().to_dict())
         cand.length, cand.finished_at = cand.output_tokens, time.time()
         cand.execution_time = cand.finished_at - cand.started_at
@@ -228,13 +245,28 @@ class SRLM(RLM):
             with _refill_held(self._pooled(), k, self.candidate_parallel):
                 for f in futures:
                     f.result()
-        except BaseException:
+        except BaseException as exc:
             guard.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            self.last_partial = self._finish(engine, usage, record, started, search_id)
+            stopped_by_user = isinstance(exc, KeyboardInterrupt | RunCancelled)
+            self.last_partial = self._finish(
+                engine, usage, record, started, search_id, stopped_by_user
+            )
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunStopped):
+                raise interrupted(exc, self.last_partial, _partial(record, cands)) from exc
             raise
         pool.shutdown(wait=True)
-        result = self._finish(engine, usage, record, started, search_id)
+        cancelled = guard.cancelled
+        result = self._finish(engine, usage, record, started, search_id, cancelled)
+        if cancelled:
+            self.last_partial = result
+            raise RunCancelled(
+                "the search was cancelled",
+                partial_answer=_partial(record, cands),
+                usage=result.usage_summary,
+                metadata=result.metadata,
+                record=record,
+            )
         if record.winner is None:
             errors = [f"candidate {c.index}: {c.error or c.status}" for c in record.candidates]
             raise AllCandidatesFailed(
@@ -266,6 +298,7 @@ class SRLM(RLM):
             else:
                 rec.status, rec.error = "failed", "the trajectory ended without an answer"
         except RunCancelled as exc:
+            c.partial = exc.partial_answer
             rec.status, rec.error, rec.answer = "cancelled", str(exc), None
             rec.grounded = None
         except Exception as exc:
@@ -280,7 +313,10 @@ class SRLM(RLM):
         record: SearchRecord,
         started: float,
         search_id: str,
+        cancelled: bool = False,
     ) -> RLMChatCompletion:
+        """Select the winner, close the record and publish it; ``cancelled``: the whole
+        search was cancelled (its best answer so far is the partial answer)."""
         for c in record.candidates:
             if c.status in ("queued", "running"):
                 c.status, c.error = "cancelled", c.error or "the search was interrupted"
@@ -292,12 +328,19 @@ class SRLM(RLM):
         record.clusters = list(selection.clusters)
         record.winner, record.survivors = winner, list(selection.survivors)
         record.selection_reason = selection.reason
+        record.warnings += search_warnings(record, self.confidence_elicitation)
         record.answer = record.candidates[winner].answer if winner is not None else None
         record.status = "done" if winner is not None else "failed"
         record.error = None if winner is not None else "every candidate failed"
+        close_search_record(record, cancelled=cancelled)
         result = self._result(record, None, usage, started, record.answer or "")
         engine.bus.publish(SearchFinished(run_id=search_id, record=record))
         return result
+
+
+def _partial(record: SearchRecord, cands: list[_CandidateRun]) -> str | None:
+    """A stopped search's best answer: its winner so far, else a cancelled one's draft."""
+    return record.answer or next((c.partial for c in cands if c.partial), None)
 
 
 def _maybe_stop_early(cands: list[_CandidateRun]) -> None:

@@ -10,21 +10,15 @@ path as a production model server, with scripted replies, statuses, delays and u
 from __future__ import annotations
 
 import contextlib
-import json
 import selectors
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Sequence
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from lmrepl.errors import ConfigurationError
 from lmrepl.scripted_api import (
-    ANTHROPIC_PATHS,
-    MODELS_PATHS,
-    OPENAI_PATHS,
     ReplyItem,
     Responder,
     ScriptedReply,
@@ -33,110 +27,9 @@ from lmrepl.scripted_api import (
     error_payload,
     success_payload,
 )
+from lmrepl.scripted_http import ScriptedHTTPServer
 
 __all__ = ["ScriptedReply", "ScriptedRequest", "ScriptedServer", "count_tokens"]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Parses one request and writes the whole response in one ``sendall``."""
-
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Without it every small response waits ~40 ms on Nagle + delayed ACK.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request log lines."""
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path not in MODELS_PATHS:
-            self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
-            return
-        self.server.owner._record(self._request(path, None))
-        data = [{"id": m, "object": "model", "owned_by": "scripted"} for m in ("scripted",)]
-        self._send(200, {"object": "list", "data": data})
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if path not in OPENAI_PATHS and path not in ANTHROPIC_PATHS:
-            self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
-            return
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            self._send(400, {"error": {"message": f"bad JSON: {exc}", "type": "bad_request"}})
-            return
-        request = self._request(path, body)
-        status, headers, payload = self.server.owner._respond(request)
-        self._send(status, payload, headers)
-
-    def _request(self, path: str, body: Any) -> ScriptedRequest:
-        body_dict = body if isinstance(body, dict) else {}
-        messages = body_dict.get("messages")
-        temperature = body_dict.get("temperature")
-        return ScriptedRequest(
-            path=path,
-            body=body,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            messages=list(messages) if isinstance(messages, list) else [],
-            model=body_dict.get("model"),
-            temperature=float(temperature) if isinstance(temperature, int | float) else None,
-            time=time.monotonic(),
-            system=body_dict.get("system"),
-        )
-
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Status"
-        lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: application/json"]
-        lines.append(f"Content-Length: {len(data)}")
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        try:
-            self.connection.sendall(head + data)
-        except OSError:
-            # The client gave up (its timeout); nothing is listening for this reply.
-            self.close_connection = True
-
-
-class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """Thread per connection; daemon threads so a stuck handler never blocks exit."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    # The default backlog of 5 drops SYNs under a burst of connects; the client then
-    # retransmits after 1 s, which looked like a slow server.
-    request_queue_size = 256
-
-    def __init__(self, owner: ScriptedServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.owner._track(request, add=True)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        self.owner._track(request, add=False)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up mid-request (a cancelled or timed-out call) is normal here.
-        import sys
-
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class ScriptedServer:
@@ -163,7 +56,7 @@ class ScriptedServer:
         concurrency_filter: Callable[[ScriptedRequest], bool] | None = None,
     ) -> None:
         if replies is not None and responder is not None:
-            raise ValueError("give replies or responder, not both")
+            raise ConfigurationError("give replies or responder, not both")
         self._replies = list(replies) if replies is not None else None
         self._responder = responder
         self.latency = float(latency)
@@ -174,7 +67,7 @@ class ScriptedServer:
         self._next = 0
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: ScriptedHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -191,7 +84,7 @@ class ScriptedServer:
     ) -> ScriptedServer:
         """Replace the script (and optionally the latency) of a running server."""
         if replies is not None and responder is not None:
-            raise ValueError("give replies or responder, not both")
+            raise ConfigurationError("give replies or responder, not both")
         with self._lock:
             self._replies = list(replies) if replies is not None else None
             self._responder = responder
@@ -207,7 +100,7 @@ class ScriptedServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        self._httpd = _HTTPServer(self)
+        self._httpd = ScriptedHTTPServer(self)
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(
             target=self._serve, name=f"ScriptedServer:{self.port}", daemon=True

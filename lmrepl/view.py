@@ -213,9 +213,9 @@ details > summary { margin: 2px 0; }
 
 
 def _facts(loaded: Loaded | None, record: SearchRecord) -> str:
-    from lmrepl.html import badge, fmt_float
+    from lmrepl.html import badge, fmt_float, stop_badge
 
-    facts = [badge(record.status)]
+    facts = [badge(record.status) + stop_badge(record.stop_reason, record.answer is not None)]
     if loaded is not None and loaded.source == "candidate log":
         facts.append(f"SRLM candidate #{loaded.candidate} only")
     elif record.kind == "srlm":

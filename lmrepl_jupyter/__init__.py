@@ -2,7 +2,9 @@
 
 Adds ``%%srlm`` (self-reflective program search with a live candidate panel),
 ``%%rlm`` (one trajectory) and ``%lmrepl`` (show the configuration). Defaults are
-traitlets config on ``SRLMMagics`` (``%config SRLMMagics.n_candidates = 4``).
+traitlets config on ``SRLMMagics`` (``%config SRLMMagics.n_candidates = 4``); they are
+the magics' own, not the API's (K=3 candidates and 8 iterations, where ``SRLM()`` has
+1 and 30), and ``%lmrepl`` shows each setting with where its value comes from.
 ``%unload_ext lmrepl_jupyter`` removes everything added here.
 """
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lmrepl.errors import LMReplError
 from lmrepl.events import Event
 from lmrepl.live import LiveState
 from lmrepl.types import RLMChatCompletion
@@ -103,16 +104,20 @@ def run_with_view(
     worker = threading.Thread(target=work, name="lmrepl-magic-run", daemon=True)
     try:
         view.start(state)
-        worker.start()
         try:
+            # Started inside the try: an interrupt that lands as the run begins (its first
+            # model call can be under way before this thread runs again) cancels it too.
+            worker.start()
             _pump(events, state, view, interval, deadline=None)
         except KeyboardInterrupt:
             outcome.cancelled = True
             engine.cancel()
             # A second interrupt stops the waiting; what was gathered is still reported.
             with contextlib.suppress(KeyboardInterrupt):
-                _pump(events, state, view, interval, deadline=time.monotonic() + cancel_grace)
-            worker.join(0.5)
+                if worker.ident is not None:  # else no _DONE will ever come
+                    _pump(events, state, view, interval, deadline=time.monotonic() + cancel_grace)
+            if worker.ident is not None:
+                worker.join(0.5)
             outcome.worker_alive = worker.is_alive()
             if outcome.worker_alive:
                 print(
@@ -173,3 +178,47 @@ def _pump(
         if now - last_draw >= interval:
             view.update(state)
             last_draw = now
+
+
+def message_of(exc: BaseException) -> str:
+    """``exc`` in one line for a user.
+
+    lmrepl's own errors are written to be read as they are, so their class name is left
+    out; anything else keeps it ("KeyError: 'x'" says more than "'x'").
+    """
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, LMReplError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def settle(state: LiveState, outcome: Outcome) -> None:
+    """Give ``state`` its final record and status from how the engine call ended.
+
+    The engine's own record wins over what the events built; the magic's ``config``
+    and clock are kept.
+    """
+    from lmrepl.errors import AllCandidatesFailed, RunCancelled, RunStopped
+
+    comp, err = outcome.completion, outcome.error
+    started_at = state.record.started_at
+    record = comp.record if comp is not None else getattr(err, "record", None)
+    if record is not None:
+        state.replace(record)
+        state.record.started_at = started_at or state.record.started_at
+    if comp is not None:
+        if outcome.cancelled:
+            state.finish("cancelled", error="cancelled by the user")
+        elif record is None:  # an engine without records (a stand-in in tests)
+            state.finish("done", answer=comp.response)
+    elif outcome.cancelled or isinstance(err, KeyboardInterrupt | RunCancelled):
+        state.finish("cancelled", error="cancelled by the user")
+    elif isinstance(err, AllCandidatesFailed):
+        state.finish("failed", error=message_of(err))
+    elif isinstance(err, RunStopped):
+        state.finish("stopped", answer=err.partial_answer, error=message_of(err))
+    elif err is not None:
+        state.finish("failed", error=message_of(err))
+    else:
+        state.finish("failed", error="the engine returned nothing")

@@ -1,151 +1,30 @@
-"""Option parsing and validation for ``%%srlm`` / ``%%rlm``.
+"""Validation of ``%%srlm`` / ``%%rlm`` invocations (the options are in ``arguments``).
 
-Turns a magic's line plus the configured defaults into the keyword arguments of the
-engine. Every problem with what the user typed becomes a one-line ``UsageError``
-here, before any engine object exists.
+Turns a magic's parsed line plus the configured defaults into the keyword arguments
+of the engine. Every problem with what the user typed — a bad value, two options that
+contradict each other — becomes a one-line ``UsageError`` that starts with the magic's
+name, here, before any engine object exists.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import keyword
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
-from IPython.core.magic import cell_magic as _cell_magic
 from pydantic import BaseModel
 
 from lmrepl import checks
 from lmrepl.checks import Rule
+from lmrepl.clients import validate_backend
 from lmrepl.config import ARGUMENTS
 from lmrepl.errors import ConfigurationError
 from lmrepl.repl import settings
-
-F = TypeVar("F", bound=Callable[..., Any])
+from lmrepl_jupyter.arguments import contradictions
 
 EMBEDDED_MODEL = "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (embedded, llama.cpp)"
-
-
-def _arg(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    # IPython's magic_arguments is untyped; these wrappers give it types.
-    return cast(Callable[[F], F], _ma.argument(*names, **kwargs))  # type: ignore[no-untyped-call]
-
-
-def magic_arguments(func: F) -> F:
-    """IPython's ``magic_arguments()`` decorator, typed (builds the parser for ``func``)."""
-    return cast(F, _ma.magic_arguments()(func))  # type: ignore[no-untyped-call]
-
-
-def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
-    """Parse ``line`` with ``magic``'s parser (argparse errors become UsageError)."""
-    return cast(argparse.Namespace, _ma.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
-
-
-def cell_magic(func: F) -> F:
-    """IPython's ``cell_magic`` method marker, typed."""
-    return cast(F, _cell_magic(func))
-
-
-def _apply(func: F, decorators: list[Callable[[F], F]]) -> F:
-    # Decorators listed top-down, as they would be written above the function.
-    for deco in reversed(decorators):
-        func = deco(func)
-    return func
-
-
-def common_arguments(func: F) -> F:
-    """Options shared by ``%%srlm`` and ``%%rlm`` (listed in ``%%srlm?``)."""
-    return _apply(
-        func,
-        [
-            _arg(
-                "-b",
-                "--backend",
-                metavar="NAME",
-                help="local, openai, anthropic or replay",
-            ),
-            _arg("-m", "--model", help="model name (backend_kwargs['model_name'])"),
-            _arg("--base-url", metavar="URL", help="OpenAI-compatible server URL"),
-            _arg(
-                "--cell-timeout",
-                type=float,
-                metavar="S",
-                help="hard time limit per REPL cell",
-            ),
-            _arg("--max-iterations", type=int, metavar="N", help="iterations per trajectory"),
-            _arg(
-                "--no-panel",
-                action="store_true",
-                help="no widget panel: a text (rich) view instead",
-            ),
-            _arg("-o", "--output", metavar="NAME", help="store the result object in NAME"),
-            _arg("var", nargs="?", metavar="VAR", help="variable holding the context"),
-        ],
-    )
-
-
-def search_arguments(func: F) -> F:
-    """Options only ``%%srlm`` has."""
-    return _apply(
-        func,
-        [
-            _arg(
-                "-k",
-                "--candidates",
-                type=int,
-                metavar="K",
-                help="candidate trajectories",
-            ),
-            _arg("-p", "--parallel", type=int, metavar="P", help="candidates run at once"),
-            _arg(
-                "-t",
-                "--temperature",
-                type=float,
-                metavar="T",
-                help="candidate temperature",
-            ),
-            _arg(
-                "--confidence",
-                dest="confidence",
-                action="store_const",
-                const=True,
-                default=None,
-                help="ask for per-step confidence (VC scoring)",
-            ),
-            _arg(
-                "--no-confidence",
-                dest="confidence",
-                action="store_const",
-                const=False,
-                help="no confidence elicitation (shortest trace wins)",
-            ),
-            _arg(
-                "--direct-threshold",
-                type=int,
-                metavar="N",
-                help="direct call below N chars",
-            ),
-            _arg(
-                "--early-stop",
-                dest="early_stop",
-                action="store_const",
-                const=True,
-                default=None,
-                help="stop remaining candidates once a majority agrees",
-            ),
-            _arg(
-                "--no-early-stop",
-                dest="early_stop",
-                action="store_const",
-                const=False,
-                help="run every candidate to its end",
-            ),
-        ],
-    )
 
 
 def model_label(backend: str, backend_kwargs: dict[str, Any]) -> str:
@@ -205,8 +84,50 @@ def _check_options(kind: str, args: Any) -> None:
             raise UsageError(f"%%{kind}: {exc}") from None
 
 
+def _takes_url(backend: str) -> bool:
+    # Asked of the backend's own kwargs rules, so a new server backend needs no edit here.
+    try:
+        validate_backend(backend, {"base_url": "http://127.0.0.1", "model_name": "m"})
+    except ConfigurationError as exc:
+        return "base_url" not in str(exc)
+    return True
+
+
+def _refuse_contradictions(
+    kind: str, args: Any, backend: str, backend_from: str, k: int | None, k_from: str
+) -> None:
+    """Options that cannot all hold: refused with both named, never silently resolved."""
+    for first, second in contradictions(args):
+        raise UsageError(f"%%{kind}: {first} and {second} contradict each other; give one")
+    if args.output is not None and args.output == args.var:
+        raise UsageError(
+            f"%%{kind}: -o {args.output} would replace VAR {args.var} (the context) with "
+            "the result; give -o another name"
+        )
+    if args.base_url and not _takes_url(backend):
+        raise UsageError(
+            f"%%{kind}: --base-url does not apply to backend {backend!r} ({backend_from}); "
+            "only a server backend (openai, anthropic) takes a URL"
+        )
+    if k is None:
+        return
+    parallel = getattr(args, "parallel", None)
+    if parallel is not None and parallel > k:
+        raise UsageError(
+            f"%%{kind}: -p/--parallel {parallel} is more than the {k} candidates of "
+            f"{k_from}; at most K candidates run at once"
+        )
+    if getattr(args, "early_stop", None) is True and k < 2:
+        raise UsageError(
+            f"%%{kind}: --early-stop needs 2 or more candidates, and {k_from} is {k}; "
+            "with one candidate there is nothing to stop"
+        )
+
+
 def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any]) -> RunSpec:
     """Validate parsed ``args`` and the cell against ``defaults`` (the config traits)."""
+    # Values first: in "-k doc" the VAR was taken as K, and that is what to say.
+    _check_options(kind, args)
     if args.var is None:
         raise UsageError(f"%%{kind}: name the variable holding the context, e.g. %%{kind} doc")
     _check_name(kind, args.var, "VAR")
@@ -215,9 +136,15 @@ def build_spec(kind: str, args: Any, cell: str | None, defaults: dict[str, Any])
     question = (cell or "").strip()
     if not question:
         raise UsageError(f"%%{kind}: the cell body is the question, and it is empty")
-    _check_options(kind, args)
-
     backend = args.backend or defaults["backend"]
+    backend_from = "-b/--backend" if args.backend else "SRLMMagics.backend"
+    k: int | None = None
+    k_from = ""
+    if kind == "srlm":
+        k = _given(args.candidates, defaults["n_candidates"])
+        k_from = "-k/--candidates" if args.candidates is not None else "SRLMMagics.n_candidates"
+    _refuse_contradictions(kind, args, backend, backend_from, k, k_from)
+
     backend_kwargs = copy.deepcopy(dict(defaults["backend_kwargs"]))
     if args.backend and args.backend != defaults["backend"]:
         # Settings of the configured backend (its model, URL, key) do not carry over.
@@ -253,6 +180,8 @@ def _search_kwargs(args: Any, defaults: dict[str, Any], kwargs: dict[str, Any]) 
     k = _given(args.candidates, defaults["n_candidates"])
     kwargs.update(
         n_candidates=k,
+        # A configured P above a K typed on the line just means "all at once"; a P typed
+        # above K was refused in _refuse_contradictions.
         candidate_parallel=min(_given(args.parallel, defaults["candidate_parallel"]), k),
         candidate_temperature=_given(args.temperature, defaults["candidate_temperature"]),
         confidence_elicitation=_given(args.confidence, defaults["confidence_elicitation"]),

@@ -18,6 +18,22 @@ from lmrepl.live import LiveState
 from lmrepl.records import MIME_TYPE, SearchRecord, parse_record
 from lmrepl.types import RLMChatCompletion, UsageSummary
 
+_LOG_NOT_RECORD = (
+    "{path} is an lmrepl event log (JSONL, one event per line, written by RLMLogger), "
+    "not a trajectory record: read it with SRLMResult.from_log(path), or its events "
+    "with lmrepl.logger.read_log(path)"
+)
+
+
+def _is_event_log(text: str) -> bool:
+    """Whether ``text`` starts with a line that is an lmrepl event."""
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        data = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and "kind" in data and "run_id" in data
+
 
 class SRLMResult:
     """The outcome of one ``%%srlm`` or ``%%rlm`` run (also after failure or cancel)."""
@@ -101,9 +117,45 @@ class SRLMResult:
 
     @classmethod
     def load(cls, path: str | Path) -> SRLMResult:
-        """Read a record written by ``save`` (or taken from a notebook's output)."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read a record written by ``save`` (or taken from a notebook's output).
+
+        A JSONL event log (``RLMLogger``) is not a record: it raises ``ValueError``
+        saying so and naming :meth:`from_log`, which reads one.
+        """
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if _is_event_log(text):
+                raise ValueError(_LOG_NOT_RECORD.format(path=path)) from None
+            raise ValueError(f"{path}: not a trajectory record (invalid JSON: {exc})") from exc
+        if isinstance(data, dict) and "schema_version" not in data and _is_event_log(text):
+            raise ValueError(_LOG_NOT_RECORD.format(path=path))
         return cls.from_dict(data)
+
+    @classmethod
+    def from_log(cls, path: str | Path, index: int = -1) -> SRLMResult:
+        """Rebuild the result of a run from an ``RLMLogger`` JSONL log.
+
+        A log can hold several runs (one logger, many ``completion()`` calls): ``index``
+        picks one, in the order they ran, negative from the end; the default ``-1`` is
+        the last. A finished search comes back exactly as ``completion()`` recorded it;
+        an RLM run or a search cut short is rebuilt from its events. ``read_records``
+        (``lmrepl.logger``) returns them all. No completion object is attached, so
+        ``metadata`` and ``usage`` are empty; ``record`` holds everything.
+        """
+        from lmrepl.logger import read_records
+
+        records = read_records(path)
+        if not records:
+            raise ValueError(f"{path}: the log holds no run")
+        try:
+            return cls(records[index])
+        except IndexError:
+            raise IndexError(
+                f"{path}: no run {index}; the log holds {len(records)} "
+                f"(index 0 to {len(records) - 1}, or -1 for the last)"
+            ) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SRLMResult:

@@ -1,5 +1,11 @@
 """The terminal view of a run, for terminal IPython and ``--no-panel``.
 
+The live display is erased when the run ends. The view is progress; what stays is the
+result, shown once — as the cell's ``Out[]`` when the run has an answer, as one stderr
+line when it failed. Left in place, the final frame would repeat what ``Out[]`` prints,
+and off a terminal (a pipe, a notebook's stream) rich would end it without a newline,
+running into the next prompt.
+
 The same rendering as the engine's ``TerminalProgress`` (``lmrepl.progress.render_live``)
 over the same ``LiveState``, refreshed explicitly from the magic's thread
 (``auto_refresh=False``), so rich's own refresh thread never reads the state while it
@@ -19,7 +25,7 @@ from lmrepl.progress import render_live
 
 
 class RichView:
-    """A ``rich.live.Live`` display driven by ``update`` calls."""
+    """A ``rich.live.Live`` display driven by ``update`` calls, erased by ``finish``."""
 
     def __init__(self, file: IO[str] | None = None, title: str | None = None) -> None:
         # Not Jupyter's rich integration: it would need widgets, which are missing here.
@@ -33,7 +39,7 @@ class RichView:
             render_live(state, title=self.title),
             console=self.console,
             auto_refresh=False,
-            transient=False,
+            transient=True,
         )
         self.live.start()
 
@@ -44,7 +50,7 @@ class RichView:
             self.live.update(render_live(state, now, title=self.title), refresh=True)
 
     def finish(self, state: LiveState) -> None:
-        """Draw the final state and stop."""
+        """Draw the final state and stop (the display is then erased)."""
         if self.live is not None:
             self.live.update(render_live(state, title=self.title), refresh=True)
             self.live.stop()

@@ -78,6 +78,8 @@ class GatewayServer:
             # the host, and the oversized-message test is about the host's own limit.
             "--ZMQChannelsWebsocketConnection.limit_rate=False",
         ]
+        if os.environ.get("LMREPL_GWDEBUG"):  # TEMPDEBUG
+            argv.append("--debug")
         if self.ws_protocol is not None:
             argv.append(f"--ZMQChannelsWebsocketConnection.kernel_ws_protocol={self.ws_protocol}")
         log = open(os.path.join(self.folder, "gateway.log"), "wb")  # noqa: SIM115
@@ -131,7 +133,9 @@ class GatewayServer:
         """The gateway's log so far."""
         try:
             with open(os.path.join(self.folder, "gateway.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")[-5000:]
+                return f.read().decode("utf-8", "replace")[
+                    -(10**7 if os.environ.get("LMREPL_GWDEBUG") else 5000) :
+                ]
         except OSError:
             return ""
 
@@ -145,5 +149,7 @@ class GatewayServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        if self.folder and os.environ.get("LMREPL_GWDEBUG"):  # TEMPDEBUG
+            shutil.copy(os.path.join(self.folder, "gateway.log"), os.environ["LMREPL_GWDEBUG"])
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)

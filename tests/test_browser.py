@@ -204,6 +204,37 @@ def test_jsonl_log_opens_in_the_viewer(lab: LabServer, page: Page) -> None:
     shot(page, "jsonl-viewer-expanded")
 
 
+def test_a_forced_answer_is_marked_in_the_viewer(lab: LabServer, page: Page) -> None:
+    from lmrepl import SRLM
+
+    def explorer(req: ScriptedRequest) -> str:
+        last = str(req.messages[-1].get("content", ""))
+        if "This is your last step" in last:
+            return "The answer is 7."
+        return "```repl\nprint(len(context))\n```"
+
+    with ScriptedServer(responder=explorer) as srv:
+        kwargs = {"model_name": "m", "base_url": srv.base_url, "api_key": "x"}
+        srlm = SRLM(
+            n_candidates=2,
+            max_iterations=2,
+            environment="local",
+            backend="openai",
+            backend_kwargs=kwargs,
+        )
+        result = srlm.completion("some text", "What number?")
+    assert result.record is not None and result.record.stop_reason == "max_iterations"
+    result.record.save(lab.root / "forced.json")
+    page.goto(lab.lab_url())
+    viewer = open_in_viewer(page, "forced.json")
+    head = viewer.locator(".lmrepl-tr-header .lmrepl-tr-stop")
+    assert head.inner_text() == "forced"
+    assert "max_iterations" in (head.get_attribute("title") or "")
+    assert viewer.locator(".lmrepl-tr-candidate .lmrepl-tr-stop").count() == 2
+    assert head.is_visible()
+    shot(page, "forced-answer-viewer")
+
+
 class SlowScript:
     """Three candidates, each inspecting then answering; every reply takes a moment."""
 

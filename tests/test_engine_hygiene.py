@@ -94,18 +94,18 @@ def test_the_question_echoed_back_is_refused(scripted_server: ScriptedServer) ->
 
 
 def test_the_last_step_keeps_a_held_answer(scripted_server: ScriptedServer) -> None:
-    # Held on the only step; the out-of-steps reply runs code but submits nothing.
+    # Held on the first step; the out-of-steps reply runs code but submits nothing.
     scripted_server.script(
         [repl("print(context[:20])\nFINAL(81330)"), repl("print('still looking')")]
     )
-    result = make_rlm(scripted_server, max_iterations=1).completion(CONTEXT, QUESTION)
+    result = make_rlm(scripted_server, max_iterations=2).completion(CONTEXT, QUESTION)
     assert result.response == "81330"
     assert result.metadata["grounded"] is False
 
 
 def test_the_out_of_steps_reply_is_never_held(scripted_server: ScriptedServer) -> None:
     scripted_server.script([repl("x = 1"), repl("print(context[:20])\nFINAL(999)")])
-    result = make_rlm(scripted_server, max_iterations=1).completion(CONTEXT, QUESTION)
+    result = make_rlm(scripted_server, max_iterations=2).completion(CONTEXT, QUESTION)
     assert result.response == "999"
     assert len(scripted_server.model_requests()) == 2
 

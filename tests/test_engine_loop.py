@@ -87,18 +87,20 @@ def test_reply_without_code_gets_a_nudge_and_loop_continues(
 def test_max_iterations_asks_once_for_a_final_answer(
     scripted_server: ScriptedServer, environment: str
 ) -> None:
+    # max_iterations counts every turn: the third and last is the final-answer request.
     scripted_server.script([repl("x = 1"), repl("x += 1"), "The answer is 2"])
-    result = make_rlm(scripted_server, environment=environment, max_iterations=2).completion(
+    result = make_rlm(scripted_server, environment=environment, max_iterations=3).completion(
         "ctx", "q"
     )
     assert result.response == "The answer is 2"
+    assert result.metadata["stop_reason"] == "max_iterations"
     assert len(scripted_server.model_requests()) == 3
-    assert "used all your steps" in last_user(scripted_server.model_requests()[2])
+    assert "This is your last step" in last_user(scripted_server.model_requests()[2])
 
 
 def test_final_request_code_runs_once(scripted_server: ScriptedServer, environment: str) -> None:
     scripted_server.script([repl("x = 40"), repl("FINAL(x + 2)")])
-    result = make_rlm(scripted_server, environment=environment, max_iterations=1).completion(
+    result = make_rlm(scripted_server, environment=environment, max_iterations=2).completion(
         "ctx", "q"
     )
     assert result.response == "42"

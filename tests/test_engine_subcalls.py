@@ -156,9 +156,9 @@ def test_child_max_iterations_bounds_children(
 
     scripted_server.script(responder=responder)
     make_rlm(
-        scripted_server, environment=environment, child_max_iterations=2, max_depth=2
+        scripted_server, environment=environment, child_max_iterations=3, max_depth=2
     ).completion("c", "q")
-    assert child_calls == 3  # two iterations and the one final request
+    assert child_calls == 3  # two free turns and the final request: three in all
 
 
 def test_rlm_query_batched_children_in_parallel(

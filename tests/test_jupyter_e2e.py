@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from magic_helpers import shell_on
 
 from lmrepl.testing import ScriptedRequest, ScriptedServer
 from lmrepl_jupyter import MIME_TYPE, SRLMResult
@@ -51,21 +53,7 @@ def server() -> Iterator[ScriptedServer]:
 
 @pytest.fixture
 def ip(server: ScriptedServer) -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "lmrepl_jupyter")
-    shell.user_ns["doc"] = "hello world"
-    kw = {"model_name": "m", "base_url": server.base_url, "api_key": "x"}
-    for line in (
-        "SRLMMagics.backend = 'openai'",
-        f"SRLMMagics.backend_kwargs = {kw!r}",
-        "SRLMMagics.environment = 'local'",
-        "SRLMMagics.panel = 'widgets'",
-        "SRLMMagics.max_iterations = 4",
-    ):
-        shell.run_line_magic("config", line)
-    yield shell
-    shell.run_line_magic("unload_ext", "lmrepl_jupyter")
-    shell.config.pop("SRLMMagics", None)
+    yield from shell_on(server, "SRLMMagics.panel = 'widgets'", "SRLMMagics.max_iterations = 4")
 
 
 def test_srlm_k3_panel_and_result(ip: InteractiveShell, server: ScriptedServer) -> None:
@@ -114,7 +102,7 @@ def test_one_rendering_per_cell(ip: InteractiveShell) -> None:
     assert last.data[MIME_TYPE]["winner"] == res.winner
     # No second copy: a kernel sends no execute_result for empty data (this plain shell
     # only prints its prompt).
-    assert cap.stdout.replace("Out[1]:", "").strip() == ""
+    assert re.sub(r"Out\[\d+\]:", "", cap.stdout).strip() == ""
     assert ip.user_ns["_"] is res  # still reachable as _
     assert res.panel is not None and res.panel.widget.comm is None  # widgets closed
     # Shown again from a later cell, it is the whole bundle.
@@ -123,22 +111,31 @@ def test_one_rendering_per_cell(ip: InteractiveShell) -> None:
     assert [MIME_TYPE in o.data for o in again.outputs] == [True]
 
 
-def test_srlm_with_the_text_view(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+def test_srlm_with_the_text_view(ip: InteractiveShell) -> None:
+    """The text view is progress only: off a terminal it leaves nothing; Out[] shows the
+    result once (terminal IPython itself: tests/test_contract_magics.py)."""
+    from IPython.utils.capture import capture_output
+
     ip.run_line_magic("config", "SRLMMagics.panel = 'auto'")  # no kernel here: rich view
-    res = run_magic(ip, "srlm", "-k 2 --no-confidence doc", "How long?")
+    with capture_output() as cap:
+        ip.run_cell(  # type: ignore[no-untyped-call]
+            "%%srlm -k 2 --no-confidence -o res doc\nHow long?", store_history=False
+        )
+    res = ip.user_ns["res"]
     assert res.status == "done" and res.panel is None
-    out = capsys.readouterr().out
-    assert "%%srlm done" in out and "winner: candidate 0 — 42" in out
+    assert cap.outputs[-1].data["text/plain"].splitlines()[0] == "42"
+    assert "winner: candidate" not in cap.stdout and "%%srlm done" not in cap.stdout
 
 
 def test_unreachable_server_gives_a_failed_result(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ip.run_line_magic("config", "SRLMMagics.panel = 'off'")
-    res = run_magic(ip, "srlm", "-k 2 --base-url http://127.0.0.1:9/v1 doc", "q")
+    assert run_magic(ip, "srlm", "-k 2 --base-url http://127.0.0.1:9/v1 -o r doc", "q") is None
+    res = ip.user_ns["r"]
     assert res.status == "failed" and res.answer is None
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("%%srlm failed:")
+    assert len(err) == 1 and err[0].startswith("%%srlm: the run failed:")
 
 
 def test_srlm_in_the_kernel_environment(ip: InteractiveShell) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from magic_helpers import magics
 
 import lmrepl_jupyter
 from lmrepl.events import Event
@@ -28,12 +29,6 @@ def ip() -> Iterator[InteractiveShell]:
     yield shell
     shell.run_line_magic("unload_ext", "lmrepl_jupyter")
     shell.config.pop("SRLMMagics", None)
-
-
-def magics(shell: InteractiveShell) -> SRLMMagics:
-    inst = shell.magics_manager.registry["SRLMMagics"]
-    assert isinstance(inst, SRLMMagics)
-    return inst
 
 
 class RecordingEngine:
@@ -166,10 +161,11 @@ def test_rlm_magic_runs_one_trajectory(ip: InteractiveShell, engines: list[Any])
             "q",
             "--direct-threshold must be an integer >= 0",
         ),
-        ("srlm", "-k many doc", "q", "invalid int value"),
+        ("srlm", "-k many doc", "q", "-k/--candidates must be an integer >= 1, got 'many'"),
         ("srlm", "-o 1x doc", "q", "-o NAME must be a Python name"),
-        ("srlm", "--bogus doc", "q", "unrecognized arguments"),
-        ("srlm", "doc extra", "q", "unrecognized arguments"),
+        ("srlm", "--bogus doc", "q", "unknown option --bogus; accepted: -k/--candidates"),
+        ("srlm", "doc extra", "q", "one VAR is accepted, got also 'extra'"),
+        ("rlm", "-k 3 doc", "q", "-k/--candidates is an %%srlm option"),
         ("rlm", "2doc", "q", "VAR must be a Python name"),
     ],
 )
@@ -179,7 +175,7 @@ def test_usage_errors(
     with pytest.raises(UsageError) as info:
         run_magic(ip, magic, line, cell)
     msg = str(info.value)
-    assert needle in msg
+    assert msg.startswith(f"%%{magic}: ") and needle in msg
     assert "\n" not in msg.strip()
     assert engines == []  # nothing was built
 
@@ -189,11 +185,11 @@ def test_engine_rejecting_its_arguments_is_a_usage_error(ip: InteractiveShell) -
         raise ValueError("unknown backend 'nonsense'\n  (more detail)")
 
     magics(ip).engine_factory = factory
-    with pytest.raises(UsageError, match=r"^%%srlm: ValueError: unknown backend 'nonsense'$"):
+    with pytest.raises(UsageError, match=r"^%%srlm: unknown backend 'nonsense'$"):
         run_magic(ip, "srlm", "doc", "q")
 
 
-def test_failure_during_the_run_returns_a_failed_result(
+def test_failure_during_the_run_stores_the_failed_result(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def factory(kind: str, kwargs: dict[str, Any]) -> RecordingEngine:
@@ -202,12 +198,15 @@ def test_failure_during_the_run_returns_a_failed_result(
     m = magics(ip)
     m.engine_factory = factory
     m.panel = "off"
-    res = run_magic(ip, "srlm", "-o r doc", "q")
+    assert run_magic(ip, "srlm", "-o r doc", "q") is None  # no Out[] value
+    res = ip.user_ns["r"]
     assert res.status == "failed" and res.answer is None
+    # Not lmrepl's own error: its class name is part of what it says.
     assert res.error == "ConnectionError: server unreachable"
-    assert ip.user_ns["r"] is res
     err = capsys.readouterr().err
-    assert err.strip() == "%%srlm failed: ConnectionError: server unreachable"
+    assert err.strip() == (
+        "%%srlm: the run failed: ConnectionError: server unreachable (the result is in r)"
+    )
 
 
 def test_lmrepl_line_magic_masks_only_secrets(

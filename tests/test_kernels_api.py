@@ -16,6 +16,7 @@ import psutil
 import pytest
 from attack_helpers import kernel_processes
 from engine_helpers import backend, repl
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from lmrepl import RLM, ConfigurationError, kernels
@@ -144,8 +145,8 @@ def test_magic_shows_and_shuts_down_kernels(capsys: pytest.CaptureFixture[str]) 
         assert "0 ready" not in out
         shell.run_line_magic("lmrepl", "kernels shutdown")
         assert "kernels: 0 ready" in capsys.readouterr().out
-        shell.run_line_magic("lmrepl", "kernel stop")
-        assert "%lmrepl kernels [shutdown]" in capsys.readouterr().out
+        with pytest.raises(UsageError, match=r"^%lmrepl: unknown arguments 'kernel stop'"):
+            shell.run_line_magic("lmrepl", "kernel stop")
     finally:
         shell.run_line_magic("unload_ext", "lmrepl_jupyter")
 

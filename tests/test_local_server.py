@@ -243,7 +243,7 @@ def test_cli_rejects_bad_serve_options_without_loading(capsys: pytest.CaptureFix
     from lmrepl.cli import main
 
     assert main(["serve", "--parallel", "0"]) == 1
-    assert "n_parallel must be at least 1" in capsys.readouterr().err
+    assert "n_parallel must be an integer >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["model"])  # a subcommand is required
 

@@ -11,6 +11,7 @@ from engine_helpers import make_rlm, repl
 from recorded import events
 
 from lmrepl import events as ev
+from lmrepl.errors import ConfigurationError
 from lmrepl.logger import RLMLogger, read_log
 from lmrepl.testing import ScriptedServer
 
@@ -122,6 +123,6 @@ def test_works_as_bus_subscriber(tmp_path: Path) -> None:
 
 
 def test_bad_file_name(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="plain name"):
+    with pytest.raises(ConfigurationError, match="file_name must be a plain file name"):
         RLMLogger(tmp_path, file_name="a/b")
     assert list(tmp_path.iterdir()) == []

@@ -52,6 +52,32 @@ export function badge(doc: Document, status: string): HTMLElement {
   return node;
 }
 
+const STOP_WORDS: Record<string, [string, string]> = {
+  max_iterations: ['forced', 'Forced answer: the last of max_iterations turns asked for it.'],
+  stuck: ['forced', 'Forced answer: the same code gave the same output twice.'],
+  limit: ['limit', 'Stopped by a hard limit (budget, tokens, time or errors).']
+};
+
+/**
+ * A `forced` / `limit` tag for a stop worth pointing out, or null for the others.
+ * Without an answer a forced stop is named as such (`max iterations`, `stuck`).
+ */
+export function stopBadge(
+  doc: Document,
+  stopReason: string | null,
+  hasAnswer: boolean
+): HTMLElement | null {
+  const words = stopReason === null ? undefined : STOP_WORDS[stopReason];
+  if (!words) {
+    return null;
+  }
+  const label = words[0] === 'forced' && !hasAnswer ? (stopReason ?? '').replace('_', ' ') : words[0];
+  const node = el(doc, 'span', 'lmrepl-tr-stop', label);
+  node.title = words[1];
+  node.dataset.stopReason = stopReason ?? '';
+  return node;
+}
+
 /** `grounded` / `ungrounded` tag, or null when unknown (no answer). */
 export function groundingBadge(doc: Document, grounded: boolean | null): HTMLElement | null {
   if (grounded === null) {

@@ -296,6 +296,7 @@ export class LogFolder {
     run.finished_at = event.time;
     run.answer = answer ?? run.answer;
     run.grounded = typeof event.grounded === 'boolean' ? event.grounded : run.grounded;
+    run.stop_reason = optStr(event.stop_reason) ?? run.stop_reason;
     run.error = error || run.error;
     run.execution_time = num(event.execution_time);
     run.iterations = Math.max(run.iterations, num(event.iterations));
@@ -308,6 +309,7 @@ export class LogFolder {
       run.status = status;
       run.length = run.length || num(event.output_tokens);
       rec.status = status;
+      rec.stop_reason = run.stop_reason;
       rec.answer = answer;
       rec.error = error;
       rec.winner = answer !== null ? idx : null;

@@ -2,7 +2,7 @@
  * One column per candidate: its head (status, grounding, winner), facts, and body.
  */
 
-import { badge, count, el, fact, fixed, groundingBadge } from './dom.js';
+import { badge, count, el, fact, fixed, groundingBadge, stopBadge } from './dom.js';
 import { renderRunBody, runTime } from './render-run.js';
 import { CandidateRecord, SearchRecord } from './types.js';
 
@@ -37,6 +37,10 @@ function renderCandidate(
   }
   const head = el(doc, 'div', 'lmrepl-tr-cand-head');
   head.append(el(doc, 'span', 'lmrepl-tr-cand-title', `Candidate ${cand.index}`), badge(doc, cand.status));
+  const stop = stopBadge(doc, cand.stop_reason, cand.answer !== null);
+  if (stop) {
+    head.append(stop);
+  }
   const grounding = groundingBadge(doc, cand.grounded);
   if (grounding) {
     head.append(grounding);

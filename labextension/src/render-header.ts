@@ -14,6 +14,7 @@ import {
   fixed,
   preview,
   seconds,
+  stopBadge,
   TEXT_LIMITS
 } from './dom.js';
 import { CandidateRecord, SearchRecord } from './types.js';
@@ -28,6 +29,10 @@ export function renderHeader(record: SearchRecord, doc: Document): HTMLElement {
   const title = el(doc, 'div', 'lmrepl-tr-title');
   const name = record.kind === 'srlm' ? 'SRLM search' : record.kind === 'rlm' ? 'RLM run' : record.kind;
   title.append(el(doc, 'span', 'lmrepl-tr-kind', name), badge(doc, record.status));
+  const stop = stopBadge(doc, record.stop_reason, record.answer !== null);
+  if (stop) {
+    title.append(stop);
+  }
   header.append(title);
 
   const facts = el(doc, 'div', 'lmrepl-tr-facts');

@@ -70,6 +70,8 @@ export interface RunRecord extends UsageTotals {
   depth: number;
   question: string;
   status: RunStatus;
+  /** Why it ended: answered, max_iterations, stuck, limit, cancelled, failed; null while running. */
+  stop_reason: string | null;
   answer: string | null;
   error: string | null;
   grounded: boolean | null;
@@ -104,6 +106,7 @@ export interface SearchRecord extends UsageTotals {
   question: string;
   context_info: string | null;
   status: 'running' | 'done' | 'failed' | 'cancelled' | 'stopped' | string;
+  stop_reason: string | null;
   error: string | null;
   answer: string | null;
   winner: number | null;

@@ -176,6 +176,47 @@ describe('RLM run record', () => {
   });
 });
 
+describe('stop reasons', () => {
+  function withStop(reason: string): HTMLElement {
+    const rec = record('rlm_run.record.json');
+    rec.stop_reason = reason;
+    rec.candidates[0]!.stop_reason = reason;
+    const doc = newDocument();
+    const root = renderRecord(rec, doc);
+    doc.body.append(root);
+    return root;
+  }
+
+  it('mark a forced answer in the header and on its candidate', () => {
+    const root = withStop('max_iterations');
+    const header = one(root, '.lmrepl-tr-header .lmrepl-tr-stop');
+    assert.equal(header.textContent, 'forced');
+    assert.match(header.title, /max_iterations/);
+    const cand = one(root, '.lmrepl-tr-candidate .lmrepl-tr-stop');
+    assert.equal(cand.dataset.stopReason, 'max_iterations');
+    assert.equal(one(withStop('stuck'), '.lmrepl-tr-stop').textContent, 'forced');
+    assert.equal(one(withStop('limit'), '.lmrepl-tr-stop').textContent, 'limit');
+  });
+
+  it('name a forced stop that gave no answer', () => {
+    const rec = record('rlm_run.record.json');
+    rec.stop_reason = 'max_iterations';
+    rec.answer = null;
+    rec.candidates[0]!.stop_reason = 'max_iterations';
+    rec.candidates[0]!.answer = null;
+    const doc = newDocument();
+    const root = renderRecord(rec, doc);
+    assert.deepEqual(
+      all(root, '.lmrepl-tr-stop').map(n => n.textContent),
+      ['max iterations', 'max iterations']
+    );
+  });
+
+  it('add nothing when the model answered on its own', () => {
+    assert.equal(all(withStop('answered'), '.lmrepl-tr-stop').length, 0);
+  });
+});
+
 describe('direct SRLM record', () => {
   it('shows the direct answer', () => {
     const root = render('srlm_direct.record.json');

@@ -139,6 +139,8 @@ class OpenAIClient(ModelClient):
     ) -> None:
         super().__init__(model_name)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        #: The variable ``base_url`` came from, named by errors about it (None: an argument).
+        self.base_url_origin = "OPENAI_BASE_URL" if self.base_url and not base_url else None
         key = api_key or os.environ.get(self.api_key_env) or None
         #: True when the real endpoint would be called without a key (custom servers need none).
         official = self.base_url is None or urlsplit(self.base_url).hostname == OFFICIAL_HOST
@@ -191,7 +193,14 @@ class OpenAIClient(ModelClient):
                 "or pass backend_kwargs={'api_key': ...} (or a base_url for a local server)"
             )
         if self.base_url is not None:
-            check_reachable(self.base_url)
+            try:
+                check_reachable(self.base_url)
+            except ConfigurationError as exc:
+                if self.base_url_origin is None:
+                    raise
+                raise ConfigurationError(
+                    f"{exc} (base_url was set by {self.base_url_origin})"
+                ) from None
 
     def complete(self, messages: list[Message], options: CallOptions | None = None) -> Completion:
         """One chat completion, retried per the client's policy."""

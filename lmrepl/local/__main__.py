@@ -6,18 +6,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from lmrepl.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from lmrepl.local.server import LocalServer
+
 __all__ = [
+    "PASTE_PREFIX",
     "add_model_commands",
     "add_serve_arguments",
+    "backend_arguments",
     "main",
     "run_check",
     "run_path",
@@ -42,6 +49,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     parser.set_defaults(func=run_serve)
+
+
+#: How ``serve``'s paste line starts (the rest is ``backend_kwargs``' dict literal).
+PASTE_PREFIX = 'backend="openai", backend_kwargs='
+
+
+def backend_arguments(server: LocalServer) -> str:
+    """The ``backend=..., backend_kwargs={...}`` text that points an RLM at ``server``.
+
+    ``backend_kwargs`` is a dict literal (``ast.literal_eval`` reads it). A server that
+    requires no key still gets a placeholder: the OpenAI SDK refuses an empty one.
+    """
+    from lmrepl.clients.openai import PLACEHOLDER_API_KEY
+
+    kwargs = {
+        "model_name": server.model_name,
+        "base_url": server.base_url,
+        "api_key": server.api_key or PLACEHOLDER_API_KEY,
+    }
+    return PASTE_PREFIX + json.dumps(kwargs)
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,6 +114,10 @@ def run_serve(args: argparse.Namespace) -> int:
             f"loaded in {server.load_seconds or 0.0:.1f} s; Ctrl-C stops",
             flush=True,
         )
+        # What a user pastes: the name the server reports in /v1/models, and the rest.
+        print(f"model name: {server.model_name}", flush=True)
+        print("in RLM(...) or SRLM(...):", flush=True)
+        print(backend_arguments(server), flush=True)
         # Short waits keep the main thread responsive to Ctrl-C.
         while not stop.wait(0.5):
             pass

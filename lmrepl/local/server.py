@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from lmrepl import checks
 from lmrepl.errors import ConfigurationError
 from lmrepl.local.weights import MODEL_NAME, ensure_model
 
@@ -55,6 +56,10 @@ STOP_TIMEOUT_S = 5.0
 _log = logging.getLogger(__name__)
 #: 127.0.0.1 as /proc/net/tcp writes it (little-endian hex).
 _LOOPBACK_HEX = "0100007F"
+_PORT = checks.Rule(
+    "a port number 0..65535 (0: any free port)",
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535,
+)
 
 
 def _cpu_count() -> int:
@@ -84,14 +89,10 @@ class LocalServer:
         model_name: str = MODEL_NAME,
         verbose: bool = False,
     ) -> None:
-        if n_parallel < 1:
-            raise ValueError(f"n_parallel must be at least 1, got {n_parallel}")
-        if n_ctx < 256:
-            raise ValueError(f"n_ctx must be at least 256 tokens per slot, got {n_ctx}")
-        if n_threads is not None and n_threads < 1:
-            raise ValueError(f"n_threads must be at least 1, got {n_threads}")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be in 0..65535, got {port}")
+        checks.check("n_parallel", n_parallel, checks.integer(1))
+        checks.check("n_ctx (tokens per slot)", n_ctx, checks.integer(256))
+        checks.check("n_threads", n_threads, checks.integer(1, optional=True))
+        checks.check("port", port, _PORT)
         self._model_path = Path(model_path).expanduser() if model_path is not None else None
         self.n_parallel = n_parallel
         self.n_ctx = n_ctx

