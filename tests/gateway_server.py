@@ -37,12 +37,16 @@ class GatewayServer:
     """One Kernel Gateway process; ``url`` and ``token`` are what the REPL is given.
 
     ``ws_protocol=""`` makes the gateway speak the legacy websocket format (no v1
-    subprotocol), as older gateways do.
+    subprotocol), as older gateways do. ``iopub_delay=S`` makes each new websocket
+    forward nothing from IOPub during its first ``S`` seconds (``gateway_late_iopub``).
     """
 
-    def __init__(self, token: str | None = None, ws_protocol: str | None = None) -> None:
+    def __init__(
+        self, token: str | None = None, ws_protocol: str | None = None, iopub_delay: float = 0.0
+    ) -> None:
         self.token = token if token is not None else secrets.token_hex(16)
         self.ws_protocol = ws_protocol
+        self.iopub_delay = iopub_delay
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.folder = ""
@@ -78,10 +82,17 @@ class GatewayServer:
             # the host, and the oversized-message test is about the host's own limit.
             "--ZMQChannelsWebsocketConnection.limit_rate=False",
         ]
-        if os.environ.get("LMREPL_GWDEBUG"):  # TEMPDEBUG
-            argv.append("--debug")
         if self.ws_protocol is not None:
             argv.append(f"--ZMQChannelsWebsocketConnection.kernel_ws_protocol={self.ws_protocol}")
+        if self.iopub_delay:
+            # The connection class is imported by the gateway from this folder.
+            here = os.path.dirname(os.path.abspath(__file__))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+            env["LMREPL_TEST_IOPUB_DELAY"] = str(self.iopub_delay)
+            argv.append(
+                "--KernelGatewayApp.kernel_websocket_connection_class="
+                "gateway_late_iopub.LateIOPubConnection"
+            )
         log = open(os.path.join(self.folder, "gateway.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
@@ -133,9 +144,7 @@ class GatewayServer:
         """The gateway's log so far."""
         try:
             with open(os.path.join(self.folder, "gateway.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")[
-                    -(10**7 if os.environ.get("LMREPL_GWDEBUG") else 5000) :
-                ]
+                return f.read().decode("utf-8", "replace")[-5000:]
         except OSError:
             return ""
 
@@ -149,7 +158,5 @@ class GatewayServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if self.folder and os.environ.get("LMREPL_GWDEBUG"):  # TEMPDEBUG
-            shutil.copy(os.path.join(self.folder, "gateway.log"), os.environ["LMREPL_GWDEBUG"])
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -182,6 +182,30 @@ def test_code_that_ignores_interrupts_is_restarted_through_the_gateway(
     assert "/restart" in gateway.log()  # restarted in place through the REST API
 
 
+def test_no_output_is_lost_while_a_new_websocket_starts_to_deliver_it() -> None:
+    # Kernel Gateway 3 now and then forwarded nothing from IOPub during a new websocket's
+    # first seconds (after a restart that killed a busy kernel): a cell run then lost its
+    # output and end and seemed to hang. Here every new websocket is so, the first one
+    # and the one after the restart: the REPL must wait until IOPub delivers.
+    late = GatewayServer(iopub_delay=2.0).start()
+    swallow = "while True:\n    try:\n        while True:\n            pass\n" + (
+        "    except KeyboardInterrupt:\n        pass"
+    )
+    try:
+        with KernelREPL(**late.kwargs(cell_timeout=10.0, interrupt_grace=1.0)) as r:
+            r.start(Bridge())
+            res = r.execute("print('first', llm_query('x'))")
+            assert (res.status, res.stdout) == ("ok", "first host:x\n"), res
+            assert r.execute(swallow, timeout=1.0).status == "restarted"
+            res = r.execute("print('again', llm_query('y'))")
+            assert (res.status, res.stdout) == ("ok", "again host:y\n"), res
+            r.close()
+        assert "/restart" in late.log()
+        assert late.wait_no_kernels() == []
+    finally:
+        late.stop()
+
+
 def test_a_kernel_that_dies_is_replaced(gw_repl: KernelREPL) -> None:
     gw_repl.execute("kept = 1")
     res = gw_repl.execute("import os\nos._exit(1)")

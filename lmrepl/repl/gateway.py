@@ -32,7 +32,7 @@ from lmrepl.errors import ConfigurationError
 from lmrepl.repl.gateway_channels import GatewayLink
 from lmrepl.repl.kernel_command import bootstrap_code
 from lmrepl.repl.kernel_messages import run_silent
-from lmrepl.repl.kernel_ready import await_stdin
+from lmrepl.repl.kernel_ready import await_iopub, await_stdin
 
 __all__ = ["Gateway", "GatewayError", "GatewayKernel", "delete_all", "start_kernel"]
 
@@ -198,6 +198,18 @@ class GatewayKernel:
         except TimeoutError:
             raise TimeoutError(
                 f"input requests of kernel {self.kernel_id} did not reach the host "
+                f"through the Jupyter gateway at {self.gateway.shown}"
+            ) from None
+        try:
+            # Jupyter Server waits for IOPub to deliver before it serves a new websocket
+            # ("nudge"), except for a kernel it believes busy, as it still does after a
+            # restart that killed a busy kernel. Then the new websocket's IOPub stayed
+            # silent for seconds in about one restart of fifteen (shell and stdin
+            # worked): the next cell's output and idle status were lost, it seemed hung.
+            await_iopub(self, self.link, self.timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"output messages (IOPub) of kernel {self.kernel_id} did not reach the host "
                 f"through the Jupyter gateway at {self.gateway.shown}"
             ) from None
 

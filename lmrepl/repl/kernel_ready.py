@@ -12,6 +12,7 @@ the kernel), and ``await_kernel_info`` checks exactly those two.
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from typing import Any
 
 import zmq
@@ -85,16 +86,36 @@ def await_stdin(kernel: Kernel, link: Link, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         msg_id = link.execute(dict(_PROBE), {}, None)
-        asked = _awaits(kernel, link, msg_id, "input_request", time.monotonic() + _RESEND_S)
+        asked = _awaits(kernel, link, {msg_id}, "input_request", time.monotonic() + _RESEND_S)
         link.input("")
-        if not _awaits(kernel, link, msg_id, "execute_reply", deadline):
+        if not _awaits(kernel, link, {msg_id}, "execute_reply", deadline):
             raise TimeoutError(f"the kernel's stdin channel did not answer within {timeout:.1f} s")
         if asked:
             return
 
 
-def _awaits(kernel: Kernel, link: Link, msg_id: str, kind: str, until: float) -> bool:
-    """Read ``link`` until a ``kind`` message of request ``msg_id`` came (True) or
+_NOOP = {**_PROBE, "code": "", "allow_stdin": False}
+
+
+def await_iopub(kernel: Kernel, link: Link, timeout: float) -> None:
+    """Return once IOPub delivers: a ``status`` of one of the host's requests arrived.
+
+    Each try is an empty silent request (the kernel still publishes its busy and idle
+    status); one is sent every ``_RESEND_S`` until a status of any of them comes, so
+    IOPub is noticed within a tick of starting to deliver. Raises ``TimeoutError``.
+    """
+    deadline = time.monotonic() + timeout
+    sent: set[str] = set()
+    while True:
+        sent.add(link.execute(dict(_NOOP), {}, None))
+        if _awaits(kernel, link, sent, "status", min(deadline, time.monotonic() + _RESEND_S)):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the kernel's IOPub channel did not deliver within {timeout:.1f} s")
+
+
+def _awaits(kernel: Kernel, link: Link, msg_ids: Container[str], kind: str, until: float) -> bool:
+    """Read ``link`` until a ``kind`` message of a request in ``msg_ids`` came (True) or
     ``until`` passed (False); other messages are dropped."""
     sources = {s.pollable: s for s in link.sources()}
     while True:
@@ -105,12 +126,12 @@ def _awaits(kernel: Kernel, link: Link, msg_id: str, kind: str, until: float) ->
             return False
         readable, _, _ = zmq.select(list(sources), [], [], min(left, _TICK_MS / 1000))
         for pollable in readable:
-            if _drain_for(sources[pollable], msg_id, kind):
+            if _drain_for(sources[pollable], msg_ids, kind):
                 return True
 
 
-def _drain_for(source: Any, msg_id: str, kind: str) -> bool:
-    """Read what ``source`` holds; True if a ``kind`` reply to ``msg_id`` was among it."""
+def _drain_for(source: Any, msg_ids: Container[str], kind: str) -> bool:
+    """Read what ``source`` holds; True if a ``kind`` message of ``msg_ids`` was among it."""
     found = False
     while True:
         try:
@@ -120,9 +141,10 @@ def _drain_for(source: Any, msg_id: str, kind: str) -> bool:
         if msg is None:
             return found
         header, parent = msg.get("header"), msg.get("parent_header")
+        parent_id = parent.get("msg_id") if isinstance(parent, dict) else None
         found = found or (
             isinstance(header, dict)
-            and isinstance(parent, dict)
             and header.get("msg_type") == kind
-            and parent.get("msg_id") == msg_id
+            and isinstance(parent_id, str)  # kernel data: may be unhashable
+            and parent_id in msg_ids
         )

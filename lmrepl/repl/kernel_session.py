@@ -107,6 +107,9 @@ class KernelSession:
                     self._queue.remove(instr)
                 self._busy = True
         if not instr.done:
+            # The kernel this operation runs on: a replacement made meanwhile (another
+            # thread's cell recovering) must not be the one ended below.
+            handle = self.handle
             try:
                 # The operation rides in the request's metadata, not in the code: IPython
                 # tokenizes code, which is slow for megabytes of base64.
@@ -124,7 +127,7 @@ class KernelSession:
             if drive.outcome in ("killed", "died"):
                 # A stuck kernel is useless: end it, so the next cell sees "died" and the
                 # REPL recovers with a fresh one.
-                self.handle.kill()
+                handle.kill()
                 raise KernelGone(drive.outcome)
             if drive.outcome == "timeout":
                 raise TimeoutError(f"the kernel did not run {op.get('op')!r} in time")
