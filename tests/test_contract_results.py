@@ -143,6 +143,36 @@ def test_code_looking_answers_are_kept_but_not_votes(scripted_server: ScriptedSe
         assert not looks_like_code(prose), prose
 
 
+def test_hostile_answers_and_confidence_lines_cannot_stall_the_vote(
+    scripted_server: ScriptedServer,
+) -> None:
+    # Model code controls what it submits and the model what it replies: a 1 MB answer
+    # shaped to make the code check backtrack, and a reply with 50,000 confidence-like
+    # fragments, go through the real engine and the search; the vote still finishes
+    # (a stall would hit the test timeout) and the hostile answer is not a vote.
+    hostile = "x = " + "abcd(" * 200_000
+    noise = '"confidence": 1x ' * 50_000 + '\n{"confidence": 80}'
+    replies = [
+        f"```repl\nFINAL({hostile!r})\n```\n{noise}",
+        repl("FINAL(7)", confidence=90),
+    ]
+    scripted_server.script(responder=by_request_order(lambda n: replies[(n - 1) % 2]))
+    srlm = make_srlm(
+        scripted_server,
+        n_candidates=2,
+        confidence_elicitation=True,
+        environment="kernel",
+        environment_kwargs={"max_output_chars": 2000},
+    )
+    meta = srlm.completion("ctx", "what is n?").metadata
+    assert meta["answer"] == "7"
+    assert meta["candidates"][0]["answer"] == hostile
+    assert meta["candidates"][0]["cluster"] is None
+    assert meta["survivors"] == [1]
+    assert meta["candidates"][0]["steps"][0]["confidence"] == 80.0
+    assert any("candidate 0" in w for w in meta["warnings"])
+
+
 def test_logs_read_back_and_load_says_what_a_log_is(
     scripted_server: ScriptedServer, tmp_path: Path
 ) -> None:

@@ -191,27 +191,23 @@ class GatewayKernel:
                 f"{self.gateway.shown} did not open: {type(exc).__name__}: {exc}"
             ) from None
         run_silent(self, bootstrap_code(), {}, self.timeout)
-        try:
-            # After a restart Kernel Gateway 3 lost the first input_request in up to half
-            # of the tries (its new stdin connection was not routed yet).
-            await_stdin(self, self.link, self.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"input requests of kernel {self.kernel_id} did not reach the host "
-                f"through the Jupyter gateway at {self.gateway.shown}"
-            ) from None
-        try:
-            # Jupyter Server waits for IOPub to deliver before it serves a new websocket
-            # ("nudge"), except for a kernel it believes busy, as it still does after a
-            # restart that killed a busy kernel. Then the new websocket's IOPub stayed
-            # silent for seconds in about one restart of fifteen (shell and stdin
-            # worked): the next cell's output and idle status were lost, it seemed hung.
-            await_iopub(self, self.link, self.timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"output messages (IOPub) of kernel {self.kernel_id} did not reach the host "
-                f"through the Jupyter gateway at {self.gateway.shown}"
-            ) from None
+        # After a restart Kernel Gateway 3 lost the first input_request in up to half of
+        # the tries (its new stdin connection was not routed yet). And Jupyter Server
+        # waits for IOPub to deliver before it serves a new websocket ("nudge"), except
+        # for a kernel it believes busy, as it still does after a restart that killed a
+        # busy kernel: the new websocket's IOPub then stayed silent for seconds in about
+        # one restart of fifteen, and the next cell's output and end were lost.
+        for await_channel, what in (
+            (await_stdin, "input requests"),
+            (await_iopub, "output messages (IOPub)"),
+        ):
+            try:
+                await_channel(self, self.link, self.timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{what} of kernel {self.kernel_id} did not reach the host through the "
+                    f"Jupyter gateway at {self.gateway.shown}"
+                ) from None
 
     def alive(self) -> bool:
         """False once the link is lost (websocket closed, kernel ended) and read out."""
